@@ -1,0 +1,39 @@
+# qiflow build, test and benchmark entry points. `make test` is the whole
+# setup on a fresh Debian or Ubuntu machine with Go.
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TEST_TIMEOUT  ?= 30m
+BENCH_TIME    ?= 1x
+
+.PHONY: build test test-race lint bench deps-test clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qiflow ./cmd/qiflow
+
+## deps-test: make sure the PostgreSQL server binaries the tests start are installed.
+deps-test:
+	@scripts/require-postgres.sh
+
+test: deps-test
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-race: deps-test
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: deps-test
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout $(TEST_TIMEOUT) ./... | scripts/bench-table.sh
+
+clean:
+	rm -rf bin

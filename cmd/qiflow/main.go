@@ -1,0 +1,46 @@
+// Command qiflow is the qiflow distribution of Benthos: every core Benthos
+// command and component, plus qiflow's plugins for moving crypto market data
+// from Redpanda into TimescaleDB.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	"github.com/qicore/qiflow/internal/result"
+	_ "github.com/qicore/qiflow/plugins/redpanda"
+)
+
+// Build information, injected with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+// exitHalted is the exit code when a pipeline stopped itself on a fatal error
+// (bad credentials, for instance) rather than finishing its input.
+const exitHalted = 3
+
+func main() {
+	code, err := service.RunCLIToCode(context.Background(),
+		service.CLIOptSetBinaryName("qiflow"),
+		service.CLIOptSetProductName("qiflow"),
+		service.CLIOptSetVersion(fmt.Sprintf("%s (commit %s)", version, commit), date),
+		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	if halted := result.Halted(); halted != nil && code == 0 {
+		fmt.Fprintf(os.Stderr, "qiflow stopped: %v\n", halted)
+		code = exitHalted
+	}
+	os.Exit(code)
+}
