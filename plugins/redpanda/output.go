@@ -125,7 +125,7 @@ type writer struct {
 
 func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*writer, error) {
 	w := &writer{
-		log:     mgr.Logger(),
+		log:      mgr.Logger(),
 		retries:  mgr.Metrics().NewCounter("redpanda_output_retries"),
 		explicit: &explicitPartitioner{},
 	}
