@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -65,6 +67,11 @@ func WithDataDir(dir string) BrokerOption {
 // WithSASL requires SASL authentication and makes user, with password pass,
 // a superuser; mechanism is "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
 // The broker's Client and helpers authenticate as that user.
+//
+// With PLAIN, a login with a wrong password is answered as Kafka and Redpanda
+// answer it, with SASL_AUTHENTICATION_FAILED; kfake alone would close the
+// connection, which a client cannot tell from a network failure. SCRAM
+// logins keep kfake's behaviour.
 func WithSASL(mechanism, user, pass string) BrokerOption {
 	return func(c *brokerConfig) { c.sasl = &saslUser{mechanism, user, pass} }
 }
@@ -106,6 +113,7 @@ func NewBroker(t testing.TB, opts ...BrokerOption) *Broker {
 		t.Fatalf("testenv: start kfake cluster: %v", err)
 	}
 	b.cluster = c
+	b.answerFailedLogins(c)
 	t.Cleanup(b.close)
 	b.seeds = c.ListenAddrs()
 	for _, addr := range b.seeds {
@@ -197,6 +205,29 @@ func (b *Broker) Start(t testing.TB) {
 		t.Fatalf("testenv: restart kfake cluster on %v: %v", b.seeds, err)
 	}
 	b.cluster = c
+	b.answerFailedLogins(c)
+}
+
+// answerFailedLogins makes c reject a PLAIN login with a wrong password with
+// SASL_AUTHENTICATION_FAILED, as real brokers do.
+func (b *Broker) answerFailedLogins(c *kfake.Cluster) {
+	u := b.cfg.sasl
+	if u == nil || u.mechanism != "PLAIN" {
+		return
+	}
+	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		auth := req.(*kmsg.SASLAuthenticateRequest)
+		fields := bytes.Split(auth.SASLAuthBytes, []byte{0})
+		if len(fields) != 3 || (string(fields[1]) == u.user && string(fields[2]) == u.pass) {
+			return nil, nil, false
+		}
+		resp := auth.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		msg := "Authentication failed: invalid credentials"
+		resp.ErrorMessage = &msg
+		return resp, nil, true
+	})
 }
 
 // Restart stops the cluster and starts it again on the same ports with the

@@ -32,6 +32,7 @@ const (
 	inFieldFetchMaxPartByte = "fetch_max_partition_bytes"
 	inFieldFetchMaxWait     = "fetch_max_wait"
 	inFieldRevokeTimeout    = "revoke_timeout"
+	inFieldSessionTimeout   = "session_timeout"
 )
 
 // Metadata keys set on every consumed message, besides the record headers.
@@ -102,6 +103,10 @@ With `+"`max_in_flight: 1`"+` on the output, messages of one partition are writt
 				Description("How long the broker may wait for data before it answers a fetch.").
 				Default("500ms").
 				Advanced(),
+			service.NewDurationField(inFieldSessionTimeout).
+				Description("How long the group waits for a member that stopped heartbeating (a crashed replica) before its partitions move to the others.").
+				Default("45s").
+				Advanced(),
 			service.NewDurationField(inFieldRevokeTimeout).
 				Description("How long a revoked partition's in-flight messages may take to finish before its offsets are committed and it is released.").
 				Default("10s").
@@ -141,6 +146,7 @@ type readerConfig struct {
 	fetchMaxPart    int32
 	fetchMaxWait    time.Duration
 	revokeTimeout   time.Duration
+	sessionTimeout  time.Duration
 }
 
 func newReaderFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*reader, error) {
@@ -206,6 +212,9 @@ func newReaderFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*r
 		return nil, err
 	}
 	if c.revokeTimeout, err = conf.FieldDuration(inFieldRevokeTimeout); err != nil {
+		return nil, err
+	}
+	if c.sessionTimeout, err = conf.FieldDuration(inFieldSessionTimeout); err != nil {
 		return nil, err
 	}
 	return newReader(c, mgr), nil
@@ -296,6 +305,7 @@ func (r *reader) clientOpts() []kgo.Opt {
 		kgo.FetchMaxBytes(r.conf.fetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(r.conf.fetchMaxPart),
 		kgo.FetchMaxWait(r.conf.fetchMaxWait),
+		kgo.SessionTimeout(r.conf.sessionTimeout),
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
