@@ -489,3 +489,27 @@ sasl: { user: u, password: p }`, nil)
 	require.NotNil(t, r.conf.conn.sasl)
 	assert.Equal(t, "SCRAM-SHA-256", r.conf.conn.sasl.Name())
 }
+
+func TestBrokerRestartMidStreamLosesNothing(t *testing.T) {
+	const n = 20_000
+	broker := testenv.NewBroker(t, testenv.WithDataDir(t.TempDir()), testenv.WithTopics(6, "restarting"))
+	produceKeyed(t, broker, "restarting", n)
+	written := newWriteLog()
+	s := startStream(t, inputYAML(broker.SeedList(), "restarting", "restart-group", "batch_count: 100", "checkpoint_limit: 400"), "",
+		func(_ context.Context, b service.MessageBatch) error {
+			time.Sleep(2 * time.Millisecond)
+			written.record(b...)
+			return nil
+		})
+	require.Eventually(t, func() bool { return written.distinct() > n/4 }, 60*time.Second, 10*time.Millisecond)
+
+	broker.Stop(t)
+	time.Sleep(2 * time.Second)
+	broker.Start(t)
+
+	waitForCommitted(t, broker, "restart-group", "restarting", 120*time.Second)
+	require.NoError(t, s.stop(t))
+	assert.Equal(t, n, written.distinct(), "every message is delivered after the broker comes back")
+	t.Logf("%d duplicate deliveries across the broker restart", replayedDeliveries(written))
+	assert.LessOrEqual(t, replayedDeliveries(written), 6*400, "duplicates stay within checkpoint_limit per partition")
+}

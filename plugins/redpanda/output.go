@@ -3,6 +3,7 @@ package redpanda
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -225,29 +226,33 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 
 	for attempt := 1; len(pending) > 0; attempt++ {
 		toSend := make([]*kgo.Record, len(pending))
+		indexOf := make(map[*kgo.Record]int, len(pending))
 		for j, i := range pending {
+			// franz-go keeps a record's first context; a retry needs a fresh one.
+			records[i].Context = nil
 			toSend[j] = records[i]
+			indexOf[records[i]] = i
 		}
-		results := w.produce(ctx, cl, toSend)
+		// Results arrive in completion order, not in the order sent.
 		var retry []int
 		var lastErr error
-		for j, res := range results {
+		for _, res := range w.produce(ctx, cl, toSend) {
 			if res.Err == nil {
 				continue
 			}
-			i := pending[j]
+			i := indexOf[res.Record]
 			classified := result.Classify(res.Err)
 			if w.explicit.rejected(res.Record) {
 				classified = result.Wrap(result.Business, "invalid_partition", res.Err, fmt.Sprintf("partition %d does not exist", res.Record.Partition))
 			}
-			switch {
-			case classified.Action() == result.Retry && ctx.Err() == nil:
+			if classified.Action() == result.Retry && ctx.Err() == nil {
 				retry = append(retry, i)
 				lastErr = classified
-			default:
-				fail(i, fmt.Errorf("produce to %s: %w", records[i].Topic, classified))
+				continue
 			}
+			fail(i, fmt.Errorf("produce to %s: %w", res.Record.Topic, classified))
 		}
+		slices.Sort(retry)
 		pending = retry
 		if len(pending) == 0 {
 			break
