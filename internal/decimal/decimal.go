@@ -1,0 +1,199 @@
+// Package decimal parses decimal literals exactly into pgtype.Numeric and
+// checks them against a NUMERIC(precision, scale) column, so that no price
+// ever passes through a float64.
+package decimal
+
+import (
+	"fmt"
+	"math/big"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Parse reads a decimal literal, as it appears in a JSON number or a decimal
+// string: an optional sign, digits with an optional fraction, and an
+// optional exponent ("-12.5", "0.00000001", "1e-8"). It is exact: the result
+// holds every digit given.
+func Parse(s string) (pgtype.Numeric, error) {
+	if s == "" {
+		return pgtype.Numeric{}, fmt.Errorf("empty decimal")
+	}
+	i := 0
+	neg := false
+	switch s[0] {
+	case '-':
+		neg = true
+		i++
+	case '+':
+		i++
+	}
+	var (
+		digits    = make([]byte, 0, len(s))
+		exp       int64
+		sawDigit  bool
+		sawPoint  bool
+		fracCount int64
+	)
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			sawDigit = true
+			if len(digits) > 0 || c != '0' {
+				digits = append(digits, c)
+			}
+			if sawPoint {
+				fracCount++
+			}
+		case c == '.' && !sawPoint:
+			sawPoint = true
+		case (c == 'e' || c == 'E') && sawDigit:
+			e, err := strconv.ParseInt(s[i+1:], 10, 32)
+			if err != nil {
+				return pgtype.Numeric{}, fmt.Errorf("decimal %q: bad exponent", s)
+			}
+			exp = e
+			i = len(s)
+		default:
+			return pgtype.Numeric{}, fmt.Errorf("decimal %q: unexpected %q", s, c)
+		}
+	}
+	if !sawDigit {
+		return pgtype.Numeric{}, fmt.Errorf("decimal %q: no digits", s)
+	}
+	exp -= fracCount
+	if exp < -1<<20 || exp > 1<<20 {
+		return pgtype.Numeric{}, fmt.Errorf("decimal %q: exponent out of range", s)
+	}
+	coef := new(big.Int)
+	if len(digits) <= 18 {
+		v, _ := strconv.ParseInt(string(digits), 10, 64)
+		coef.SetInt64(v)
+	} else {
+		coef.SetString(string(digits), 10)
+	}
+	if neg {
+		coef.Neg(coef)
+	}
+	return pgtype.Numeric{Int: coef, Exp: int32(exp), Valid: true}, nil
+}
+
+var (
+	ten     = big.NewInt(10)
+	pow10   [40]*big.Int
+	bigZero = new(big.Int)
+)
+
+func init() {
+	pow10[0] = big.NewInt(1)
+	for i := 1; i < len(pow10); i++ {
+		pow10[i] = new(big.Int).Mul(pow10[i-1], ten)
+	}
+}
+
+func power(n int64) *big.Int {
+	if n < int64(len(pow10)) {
+		return pow10[n]
+	}
+	return new(big.Int).Exp(ten, big.NewInt(n), nil)
+}
+
+// Fit checks that n can be stored in a NUMERIC(precision, scale) column
+// without losing a digit: at most precision-scale integer digits, and no
+// non-zero digit past scale. PostgreSQL would round the latter silently.
+// A precision of 0 means an unconstrained NUMERIC.
+func Fit(n pgtype.Numeric, precision, scale int) error {
+	if !n.Valid || n.NaN || n.InfinityModifier != pgtype.Finite {
+		return fmt.Errorf("not a finite number")
+	}
+	if precision == 0 {
+		return nil
+	}
+	coef, exp := new(big.Int).Abs(n.Int), int64(n.Exp)
+	if frac := -exp; frac > int64(scale) {
+		excess := frac - int64(scale)
+		if new(big.Int).Rem(coef, power(excess)).Cmp(bigZero) != 0 {
+			return fmt.Errorf("%s has more than %d decimal places", String(n), scale)
+		}
+		coef.Quo(coef, power(excess))
+		exp += excess
+	}
+	intDigits := int64(0)
+	if coef.Sign() != 0 {
+		intDigits = int64(len(coef.String())) + exp
+	}
+	if maxInt := int64(precision - scale); intDigits > maxInt {
+		return fmt.Errorf("%s has %d integer digits; NUMERIC(%d,%d) allows %d", String(n), intDigits, precision, scale, maxInt)
+	}
+	return nil
+}
+
+// Sign returns -1, 0 or +1.
+func Sign(n pgtype.Numeric) int {
+	return n.Int.Sign()
+}
+
+// Compare returns -1, 0 or +1 as a is less than, equal to or greater than b.
+func Compare(a, b pgtype.Numeric) int {
+	x, y := a.Int, b.Int
+	switch {
+	case a.Exp > b.Exp:
+		x = new(big.Int).Mul(a.Int, power(int64(a.Exp-b.Exp)))
+	case b.Exp > a.Exp:
+		y = new(big.Int).Mul(b.Int, power(int64(b.Exp-a.Exp)))
+	}
+	return x.Cmp(y)
+}
+
+// String renders n exactly, without an exponent.
+func String(n pgtype.Numeric) string {
+	if !n.Valid {
+		return "NULL"
+	}
+	s := new(big.Int).Abs(n.Int).String()
+	sign := ""
+	if n.Int.Sign() < 0 {
+		sign = "-"
+	}
+	switch {
+	case n.Exp >= 0:
+		if n.Int.Sign() == 0 {
+			return "0"
+		}
+		return sign + s + zeros(int(n.Exp))
+	default:
+		frac := int(-n.Exp)
+		if len(s) <= frac {
+			s = zeros(frac-len(s)+1) + s
+		}
+		return sign + s[:len(s)-frac] + "." + s[len(s)-frac:]
+	}
+}
+
+func zeros(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = '0'
+	}
+	return string(b)
+}
+
+// Int64 returns n as an int64 when it is a whole number in range.
+func Int64(n pgtype.Numeric) (int64, bool) {
+	v := new(big.Int).Set(n.Int)
+	switch {
+	case n.Exp > 0:
+		v.Mul(v, power(int64(n.Exp)))
+	case n.Exp < 0:
+		var rem big.Int
+		v.QuoRem(v, power(int64(-n.Exp)), &rem)
+		if rem.Sign() != 0 {
+			return 0, false
+		}
+	}
+	if !v.IsInt64() {
+		return 0, false
+	}
+	return v.Int64(), true
+}
