@@ -15,6 +15,7 @@ import (
 
 	"github.com/qicore/qiflow/internal/result"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
+	_ "github.com/qicore/qiflow/plugins/timescale_output"
 )
 
 // Build information, injected with -ldflags "-X main.version=... -X main.commit=... -X main.date=...".

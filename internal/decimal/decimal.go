@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -196,4 +197,17 @@ func Int64(n pgtype.Numeric) (int64, bool) {
 		return 0, false
 	}
 	return v.Int64(), true
+}
+
+// Canonical renders n without trailing zeros, so that equal values render
+// equally ("1.50" and "1.5" both as "1.5").
+func Canonical(n pgtype.Numeric) string {
+	s := String(n)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	if s == "-0" {
+		return "0"
+	}
+	return s
 }

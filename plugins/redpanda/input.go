@@ -344,7 +344,9 @@ func (r *reader) checkCluster(ctx context.Context, cl *kgo.Client) error {
 }
 
 // halt stops the input for good with a clear error: ReadBatch then ends the
-// input and the pipeline shuts down instead of retrying in vain.
+// input and the pipeline shuts down instead of retrying in vain. ReadBatch
+// does the same when any other component halted the process (result.Halt),
+// such as the timescale output on rejected database credentials.
 func (r *reader) halt(err *result.Error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -367,7 +369,7 @@ func (r *reader) broadcastLocked() {
 func (r *reader) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	r.mu.Lock()
 	for {
-		if r.fatal != nil {
+		if r.fatal != nil || result.Halted() != nil {
 			r.mu.Unlock()
 			return nil, nil, service.ErrEndOfInput
 		}

@@ -1,0 +1,54 @@
+package timescale_output
+
+import (
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// metrics are the output's own counters and timers, next to Benthos's.
+type metrics struct {
+	rowsWritten   *service.MetricCounter
+	batches       *service.MetricCounter
+	fastBatches   *service.MetricCounter
+	stagedBatches *service.MetricCounter
+	conflicts     *service.MetricCounter
+	deadLettered  *service.MetricCounter
+	retries       *service.MetricCounter
+	writeDuration *service.MetricTimer
+	latency       *service.MetricTimer
+}
+
+func newMetrics(m *service.Metrics) metrics {
+	return metrics{
+		rowsWritten:   m.NewCounter("timescale_rows_written"),
+		batches:       m.NewCounter("timescale_batches"),
+		fastBatches:   m.NewCounter("timescale_fast_path_batches"),
+		stagedBatches: m.NewCounter("timescale_staged_path_batches"),
+		conflicts:     m.NewCounter("timescale_conflicts_skipped"),
+		deadLettered:  m.NewCounter("timescale_rows_dead_lettered"),
+		retries:       m.NewCounter("timescale_retries"),
+		writeDuration: m.NewTimer("timescale_write_duration_ns"),
+		latency:       m.NewTimer("timescale_end_to_end_latency_ns"),
+	}
+}
+
+func (m metrics) record(stats pathStats, written int, took time.Duration) {
+	m.batches.Incr(1)
+	m.rowsWritten.Incr(int64(written))
+	m.fastBatches.Incr(int64(stats.fastBatches))
+	m.stagedBatches.Incr(int64(stats.stagedBatches))
+	m.conflicts.Incr(stats.conflicts)
+	m.writeDuration.Timing(took.Nanoseconds())
+}
+
+// observeLatency records, for each written message, the time from its
+// Kafka record timestamp to now.
+func (m metrics) observeLatency(batch service.MessageBatch, written map[int]bool) {
+	now := time.Now()
+	for i := range written {
+		if ts, ok := kafkaTimestamp(batch[i]); ok {
+			m.latency.Timing(now.Sub(ts).Nanoseconds())
+		}
+	}
+}

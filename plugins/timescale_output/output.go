@@ -1,0 +1,553 @@
+// Package timescale_output provides the timescale output: batched binary
+// COPY into TimescaleDB (or PostgreSQL) tables with exactly-once rows, exact
+// decimals and per-row isolation of bad rows into a dead-letter output.
+package timescale_output
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpanda-data/benthos/v4/public/bloblang"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/qicore/qiflow/internal/marketdata"
+	"github.com/qicore/qiflow/internal/result"
+)
+
+// Field names.
+const (
+	fieldDSN             = "dsn"
+	fieldTable           = "table"
+	fieldFormat          = "format"
+	fieldMapping         = "mapping"
+	fieldColumns         = "columns"
+	fieldConflict        = "conflict"
+	fieldConflictColumns = "conflict_columns"
+	fieldPoolSize        = "pool_size"
+	fieldDeadLetter      = "dead_letter"
+	fieldRetryInitial    = "retry_initial_interval"
+	fieldRetryMax        = "retry_max_interval"
+	fieldMaxInFlight     = "max_in_flight"
+	fieldBatching        = "batching"
+)
+
+// Dead-letter metadata keys, a fixed contract (DESIGN.md, Topics).
+const (
+	MetaErrorCategory   = "qiflow-error-category"
+	MetaErrorCode       = "qiflow-error-code"
+	MetaError           = "qiflow-error"
+	MetaSourceTopic     = "qiflow-source-topic"
+	MetaSourcePartition = "qiflow-source-partition"
+	MetaSourceOffset    = "qiflow-source-offset"
+)
+
+func spec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Categories("Services").
+		Summary("Writes rows into a TimescaleDB hypertable or PostgreSQL table with binary COPY: exactly once per key, exact decimals, and bad rows dead-lettered one by one.").
+		Description(`
+Each message becomes one row. Rows come either from a built-in decoder of qiflow's wire format (` + "`format`" + `) or from a Bloblang ` + "`mapping`" + ` that returns an object keyed by column name. Values are encoded for their column's type as read from the catalog at connect: NUMERIC exactly from JSON numbers or strings (never through a float64), timestamps from RFC 3339 or epoch milliseconds, text checked against its length.
+
+### Writes
+
+A batch goes in with one binary COPY. When it meets an existing key it is written through a staged path in one transaction: COPY into a per-connection temporary table, then ` + "`INSERT … SELECT … ON CONFLICT`" + `. After a conflict the next batches take the staged path directly until they stop meeting conflicts. Duplicates inside a batch are resolved before the write: the first wins with ` + "`do_nothing`" + `, the last with ` + "`do_update`" + `. A replayed batch therefore adds no rows.
+
+### Errors
+
+- Transient failures (connection loss, SQLSTATE 08xxx, 40001, 40P01, 53xxx, 57P0x) are retried here with capped exponential backoff until they succeed or the pipeline stops; such messages are never dead-lettered.
+- A message that cannot be decoded or validated, or a row the database rejects (22xxx, 23xxx), fails alone: the batch is split until the bad rows are isolated, the good rows are written, and each bad message goes to ` + "`dead_letter`" + ` with headers ` + "`qiflow-error-category`, `qiflow-error-code`, `qiflow-error`, `qiflow-source-topic`, `qiflow-source-partition` and `qiflow-source-offset`" + `. Without ` + "`dead_letter`" + ` the failures are returned per message, for a ` + "`fallback`" + ` output to handle.
+- Rejected credentials, missing privileges and configuration errors (unknown table or column) stop the pipeline with one clear error.`).
+		Fields(
+			service.NewStringField(fieldDSN).
+				Description("PostgreSQL connection URL or DSN.").
+				Example("postgres://qiflow:${DB_PASSWORD}@localhost:5432/qiflow").
+				Secret(),
+			service.NewStringField(fieldTable).
+				Description("Target table, optionally schema-qualified.").
+				Example("crypto_prices").
+				Example("market.crypto_prices"),
+			service.NewStringEnumField(fieldFormat, slices.Sorted(maps.Keys(marketdata.Kinds))...).
+				Description("Decode each message with qiflow's built-in decoder for this wire-format message type, validating it by DESIGN.md's rules: the fast path for the shipped pipelines. Exclusive with `mapping`.").
+				Optional(),
+			service.NewBloblangField(fieldMapping).
+				Description("A Bloblang mapping from a message to an object keyed by column name. Missing keys and nulls become NULL; a mapping error dead-letters the message. Exclusive with `format`.").
+				Example(`root.coin_id = this.coinId
+root.usd_price = this.usdPrice
+root.last_updated = this.lastUpdated`).
+				Optional(),
+			service.NewStringListField(fieldColumns).
+				Description("Columns to write. Columns not listed keep their database defaults. Defaults to the decoder's columns with `format`, and to every column without a default with `mapping`.").
+				Optional(),
+			service.NewStringEnumField(fieldConflict, string(conflictError), string(conflictDoNothing), string(conflictDoUpdate)).
+				Description("What a row whose key already exists does: `do_nothing` keeps the stored row (a replay adds nothing), `do_update` overwrites it (last write wins, also within a batch), `error` dead-letters the new row.").
+				Default(string(conflictDoNothing)),
+			service.NewStringListField(fieldConflictColumns).
+				Description("The key that identifies a row. Defaults to the table's primary key.").
+				Optional(),
+			service.NewIntField(fieldPoolSize).
+				Description("Most database connections. Each batch in flight uses one.").
+				Default(4),
+			service.NewOutputField(fieldDeadLetter).
+				Description("Where messages that can never be written go, with headers saying why. Typically a `redpanda` output to `<topic>.dlq` with `metadata.include_prefixes: [ \"qiflow-\" ]`.").
+				Optional(),
+			service.NewDurationField(fieldRetryInitial).
+				Description("First wait before retrying a transient failure; it doubles with every attempt.").
+				Default("100ms").
+				Advanced(),
+			service.NewDurationField(fieldRetryMax).
+				Description("Longest wait between retries of a transient failure.").
+				Default("5s").
+				Advanced(),
+			service.NewOutputMaxInFlightField().
+				Description("Most batches written at once, each with its own COPY on its own connection.").
+				Default(2),
+			service.NewBatchPolicyField(fieldBatching),
+		).
+		LintRule(`root = match {
+  this.exists("format") && this.exists("mapping") => [ "set either format or mapping, not both" ],
+  !this.exists("format") && !this.exists("mapping") => [ "set format or mapping" ],
+}`).
+		Example("Prices", "Write price messages from Redpanda into crypto_prices, dead-lettering bad ones.", `
+output:
+  timescale:
+    dsn: ${DATABASE_URL:postgres://postgres@localhost:5432/qiflow}
+    table: crypto_prices
+    format: price
+    batching: { count: 2000, period: 50ms }
+    dead_letter:
+      redpanda:
+        seed_brokers: [ "${REDPANDA_BROKERS:localhost:9092}" ]
+        topic: crypto-prices.dlq
+        key: ${! @kafka_key }
+        metadata: { include_prefixes: [ "qiflow-" ] }
+`)
+}
+
+func init() {
+	err := service.RegisterBatchOutput("timescale", spec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			o, err := newOutputFromConfig(conf, mgr)
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			policy, err := conf.FieldBatchPolicy(fieldBatching)
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			maxInFlight, err := conf.FieldMaxInFlight()
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			return o, policy, maxInFlight, nil
+		})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// outputConfig is the parsed configuration.
+type outputConfig struct {
+	dsn             string
+	table           pgx.Identifier
+	kind            *marketdata.Kind
+	mapping         *bloblang.Executor
+	columns         []string
+	conflict        conflictMode
+	conflictColumns []string
+	poolSize        int
+	retryInitial    time.Duration
+	retryMax        time.Duration
+}
+
+// output is the timescale output.
+type output struct {
+	conf       outputConfig
+	deadLetter *service.OwnedOutput
+	log        *service.Logger
+	metrics    metrics
+
+	mu      sync.RWMutex
+	pool    *pgxpool.Pool
+	columns []column
+	keyIdx  []int
+	copier  *copier
+	tries   int
+}
+
+func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*output, error) {
+	var (
+		c   outputConfig
+		err error
+	)
+	if c.dsn, err = conf.FieldString(fieldDSN); err != nil {
+		return nil, err
+	}
+	if _, err := pgxpool.ParseConfig(c.dsn); err != nil {
+		return nil, fmt.Errorf("%s: %w", fieldDSN, result.Classify(err))
+	}
+	name, err := conf.FieldString(fieldTable)
+	if err != nil {
+		return nil, err
+	}
+	if c.table, err = parseTableName(name); err != nil {
+		return nil, err
+	}
+	hasFormat, hasMapping := conf.Contains(fieldFormat), conf.Contains(fieldMapping)
+	if hasFormat == hasMapping {
+		return nil, fmt.Errorf("set exactly one of %s and %s", fieldFormat, fieldMapping)
+	}
+	if hasFormat {
+		format, err := conf.FieldString(fieldFormat)
+		if err != nil {
+			return nil, err
+		}
+		c.kind = marketdata.Kinds[format]
+		c.columns = c.kind.Columns
+	} else if c.mapping, err = conf.FieldBloblang(fieldMapping); err != nil {
+		return nil, err
+	}
+	columns, err := conf.FieldStringList(fieldColumns)
+	if err != nil {
+		return nil, err
+	}
+	if len(columns) > 0 {
+		if c.kind != nil && !slices.Equal(columns, c.kind.Columns) {
+			return nil, fmt.Errorf("%s: format %s writes the columns %v", fieldColumns, c.kind.Name, c.kind.Columns)
+		}
+		c.columns = columns
+	}
+	mode, err := conf.FieldString(fieldConflict)
+	if err != nil {
+		return nil, err
+	}
+	c.conflict = conflictMode(mode)
+	if c.conflictColumns, err = conf.FieldStringList(fieldConflictColumns); err != nil {
+		return nil, err
+	}
+	if c.poolSize, err = conf.FieldInt(fieldPoolSize); err != nil {
+		return nil, err
+	}
+	if c.poolSize < 1 {
+		return nil, fmt.Errorf("%s must be at least 1", fieldPoolSize)
+	}
+	if c.retryInitial, err = conf.FieldDuration(fieldRetryInitial); err != nil {
+		return nil, err
+	}
+	if c.retryMax, err = conf.FieldDuration(fieldRetryMax); err != nil {
+		return nil, err
+	}
+	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics())}
+	if conf.Contains(fieldDeadLetter) {
+		if o.deadLetter, err = conf.FieldOutput(fieldDeadLetter); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// Connect opens the pool and reads the table from the catalog. An
+// unreachable database is retried with backoff; an unknown table or column
+// and rejected credentials stop the pipeline.
+func (o *output) Connect(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pool != nil {
+		return nil
+	}
+	err := o.connectLocked(ctx)
+	if err == nil {
+		o.tries = 0
+		o.log.Infof("Writing to table %s (%d columns, key %v, conflict %s)", o.conf.table.Sanitize(), len(o.columns), o.keyColumns(), o.conf.conflict)
+		return nil
+	}
+	classified := result.Classify(err)
+	if classified.Action() == result.Stop {
+		o.stop(classified)
+		return nil
+	}
+	o.tries++
+	return service.NewErrBackOff(classified, backoff(o.tries, time.Second, 10*time.Second))
+}
+
+func (o *output) connectLocked(ctx context.Context) error {
+	cfg, err := pgxpool.ParseConfig(o.conf.dsn)
+	if err != nil {
+		return err
+	}
+	cfg.MaxConns = int32(o.conf.poolSize)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return fmt.Errorf("connect to %s@%s:%d/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	t, err := loadTable(ctx, pool, o.conf.table)
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	names := o.conf.columns
+	if len(names) == 0 {
+		names = t.withoutDefaults()
+	}
+	cols, err := t.pick(names)
+	if err == nil {
+		err = checkRequiredColumns(t, names)
+	}
+	keys := o.conf.conflictColumns
+	if len(keys) == 0 {
+		keys = t.primaryKey
+	}
+	if err == nil && len(keys) == 0 && o.conf.conflict != conflictError {
+		err = result.New(result.System, "no_conflict_key",
+			fmt.Sprintf("table %s has no primary key: set conflict_columns, or conflict: error", t.ident.Sanitize()))
+	}
+	var keyIdx []int
+	for _, k := range keys {
+		i := slices.Index(names, k)
+		if i < 0 && err == nil {
+			err = result.New(result.System, "unknown_column", fmt.Sprintf("conflict column %s is not among the columns written %v", k, names))
+		}
+		keyIdx = append(keyIdx, i)
+	}
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	o.pool, o.columns, o.keyIdx = pool, cols, keyIdx
+	o.copier = newCopier(pool, t, names, keys, o.conf.conflict)
+	return nil
+}
+
+// checkRequiredColumns fails when a NOT NULL column without a default is
+// not written: every row would fail.
+func checkRequiredColumns(t *table, names []string) error {
+	var missing []string
+	for _, n := range t.order {
+		c := t.columns[n]
+		if c.notNull && !c.hasDefault && !slices.Contains(names, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return result.New(result.System, "missing_column",
+			fmt.Sprintf("table %s requires %s (NOT NULL without a default), but the pipeline does not write it", t.ident.Sanitize(), strings.Join(missing, ", ")))
+	}
+	return nil
+}
+
+func (o *output) keyColumns() []string {
+	var keys []string
+	for _, i := range o.keyIdx {
+		keys = append(keys, o.columns[i].name)
+	}
+	return keys
+}
+
+// stop records a fatal error: the output refuses further writes, and the
+// redpanda input ends the pipeline (result.Halted).
+func (o *output) stop(err *result.Error) {
+	if result.Halted() == nil {
+		o.log.Errorf("Stopping the timescale output (%s): %v", err.Category, err)
+	}
+	result.Halt(err)
+}
+
+// WriteBatch writes one row per message and returns once every message is
+// either written or dead-lettered.
+func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	if halted := result.Halted(); halted != nil {
+		return halted
+	}
+	o.mu.RLock()
+	cp := o.copier
+	o.mu.RUnlock()
+	if cp == nil {
+		return service.ErrNotConnected
+	}
+	started := time.Now()
+
+	failed := map[int]error{}
+	rows := o.rows(batch, failed)
+	rows, duplicates := dedupe(rows, o.keyIdx, o.conf.conflict, failed)
+	written := make(map[int]bool, len(rows))
+	stats := pathStats{conflicts: int64(duplicates)}
+	for attempt := 1; ; attempt++ {
+		pending := rows[:0:0]
+		for _, r := range rows {
+			if !written[r.index] && failed[r.index] == nil {
+				pending = append(pending, r)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		err := cp.writeIsolating(ctx, pending, failed, written, &stats)
+		if err == nil {
+			break
+		}
+		classified := result.Classify(err)
+		if classified.Action() == result.Stop {
+			o.stop(result.Wrap(classified.Category, classified.Code, err, "write "+o.conf.table.Sanitize()))
+			return err
+		}
+		wait := backoff(attempt, o.conf.retryInitial, o.conf.retryMax)
+		o.metrics.retries.Incr(1)
+		o.log.Warnf("Retrying %d rows for %s in %v: %v", len(pending), o.conf.table.Sanitize(), wait, err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("write %s: %w (last error: %v)", o.conf.table.Sanitize(), ctx.Err(), err)
+		}
+	}
+	o.metrics.record(stats, len(written), time.Since(started))
+	o.metrics.observeLatency(batch, written)
+	if len(failed) == 0 {
+		return nil
+	}
+	return o.handleFailures(ctx, batch, failed)
+}
+
+// rows decodes and encodes each message; messages that fail are recorded in
+// failed and left out.
+func (o *output) rows(batch service.MessageBatch, failed map[int]error) []row {
+	rows := make([]row, 0, len(batch))
+	var mapping *service.MessageBatchBloblangExecutor
+	if o.conf.mapping != nil {
+		mapping = batch.BloblangExecutor(o.conf.mapping)
+	}
+	for i, msg := range batch {
+		values, err := o.values(mapping, i, msg)
+		if err == nil {
+			for j, col := range o.columns {
+				if values[j], err = encode(col, values[j]); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			failed[i] = err
+			continue
+		}
+		rows = append(rows, row{index: i, values: values})
+	}
+	return rows
+}
+
+// values returns the message's values in column order, not yet encoded.
+func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, msg *service.Message) ([]any, error) {
+	if mapping == nil {
+		data, err := msg.AsBytes()
+		if err != nil {
+			return nil, result.Wrap(result.Business, "unreadable_message", err, "read message")
+		}
+		return o.conf.kind.Decode(data)
+	}
+	res, err := mapping.Query(i)
+	if err != nil {
+		return nil, result.Wrap(result.Business, "mapping_failed", err, "mapping")
+	}
+	if res == nil {
+		return nil, result.New(result.Business, "mapping_failed", "mapping deleted the message")
+	}
+	mapped, err := res.AsStructured()
+	if err != nil {
+		return nil, result.Wrap(result.Business, "mapping_failed", err, "mapping result")
+	}
+	obj, ok := mapped.(map[string]any)
+	if !ok {
+		return nil, result.New(result.Business, "mapping_failed", fmt.Sprintf("mapping returned %T, want an object keyed by column", mapped))
+	}
+	values := make([]any, len(o.columns))
+	for j, col := range o.columns {
+		values[j] = obj[col.name]
+	}
+	return values, nil
+}
+
+// handleFailures sends failed messages to the dead-letter output, or
+// returns them as a batch error when there is none.
+func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch, failed map[int]error) error {
+	indexes := slices.Sorted(maps.Keys(failed))
+	if o.deadLetter == nil {
+		batchErr := service.NewBatchError(batch, failed[indexes[0]])
+		for _, i := range indexes {
+			batchErr.Failed(i, failed[i])
+		}
+		return batchErr
+	}
+	letters := make(service.MessageBatch, 0, len(indexes))
+	for _, i := range indexes {
+		letters = append(letters, deadLetter(batch[i], failed[i]))
+		o.log.Debugf("Dead-lettering message %d of %s: %v", i, o.conf.table.Sanitize(), failed[i])
+	}
+	if err := o.deadLetter.WriteBatch(ctx, letters); err != nil {
+		batchErr := service.NewBatchError(batch, fmt.Errorf("write dead letters: %w", err))
+		for _, i := range indexes {
+			batchErr.Failed(i, err)
+		}
+		return batchErr
+	}
+	o.metrics.deadLettered.Incr(int64(len(indexes)))
+	return nil
+}
+
+// deadLetter is the message as it arrived, with headers saying why it could
+// not be written and where it came from.
+func deadLetter(msg *service.Message, err error) *service.Message {
+	classified := result.Classify(err)
+	dl := msg.Copy()
+	dl.MetaSetMut(MetaErrorCategory, classified.Category.String())
+	dl.MetaSetMut(MetaErrorCode, classified.Code)
+	dl.MetaSetMut(MetaError, err.Error())
+	for key, meta := range map[string]string{
+		MetaSourceTopic:     "kafka_topic",
+		MetaSourcePartition: "kafka_partition",
+		MetaSourceOffset:    "kafka_offset",
+	} {
+		if v, ok := msg.MetaGet(meta); ok {
+			dl.MetaSetMut(key, v)
+		}
+	}
+	return dl
+}
+
+// Close closes the pool and the dead-letter output.
+func (o *output) Close(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pool != nil {
+		o.pool.Close()
+		o.pool, o.copier = nil, nil
+	}
+	if o.deadLetter != nil {
+		return o.deadLetter.Close(ctx)
+	}
+	return nil
+}
+
+// kafkaTimestamp reads the record timestamp the redpanda input sets.
+func kafkaTimestamp(msg *service.Message) (time.Time, bool) {
+	v, ok := msg.MetaGet("kafka_timestamp_unix_ms")
+	if !ok {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
+}
