@@ -55,16 +55,16 @@ func spec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Writes rows into a TimescaleDB hypertable or PostgreSQL table with binary COPY: exactly once per key, exact decimals, and bad rows dead-lettered one by one.").
 		Description(`
-Each message becomes one row. Rows come either from a built-in decoder of qiflow's wire format (` + "`format`" + `) or from a Bloblang ` + "`mapping`" + ` that returns an object keyed by column name. Values are encoded for their column's type as read from the catalog at connect: NUMERIC exactly from JSON numbers or strings (never through a float64), timestamps from RFC 3339 or epoch milliseconds, text checked against its length.
+Each message becomes one row. Rows come either from a built-in decoder of qiflow's wire format (`+"`format`"+`) or from a Bloblang `+"`mapping`"+` that returns an object keyed by column name. Values are encoded for their column's type as read from the catalog at connect: NUMERIC exactly from JSON numbers or strings (never through a float64), timestamps from RFC 3339 or epoch milliseconds, text checked against its length.
 
 ### Writes
 
-A batch goes in with one binary COPY. When it meets an existing key it is written through a staged path in one transaction: COPY into a per-connection temporary table, then ` + "`INSERT … SELECT … ON CONFLICT`" + `. After a conflict the next batches take the staged path directly until they stop meeting conflicts. Duplicates inside a batch are resolved before the write: the first wins with ` + "`do_nothing`" + `, the last with ` + "`do_update`" + `. A replayed batch therefore adds no rows.
+A batch goes in with one binary COPY. When it meets an existing key it is written through a staged path in one transaction: COPY into a per-connection temporary table, then `+"`INSERT … SELECT … ON CONFLICT`"+`. After a conflict the next batches take the staged path directly until they stop meeting conflicts. Duplicates inside a batch are resolved before the write: the first wins with `+"`do_nothing`"+`, the last with `+"`do_update`"+`. A replayed batch therefore adds no rows.
 
 ### Errors
 
 - Transient failures (connection loss, SQLSTATE 08xxx, 40001, 40P01, 53xxx, 57P0x) are retried here with capped exponential backoff until they succeed or the pipeline stops; such messages are never dead-lettered.
-- A message that cannot be decoded or validated, or a row the database rejects (22xxx, 23xxx), fails alone: the batch is split until the bad rows are isolated, the good rows are written, and each bad message goes to ` + "`dead_letter`" + ` with headers ` + "`qiflow-error-category`, `qiflow-error-code`, `qiflow-error`, `qiflow-source-topic`, `qiflow-source-partition` and `qiflow-source-offset`" + `. Without ` + "`dead_letter`" + ` the failures are returned per message, for a ` + "`fallback`" + ` output to handle.
+- A message that cannot be decoded or validated, or a row the database rejects (22xxx, 23xxx), fails alone: the batch is split until the bad rows are isolated, the good rows are written, and each bad message goes to `+"`dead_letter`"+` with headers `+"`qiflow-error-category`, `qiflow-error-code`, `qiflow-error`, `qiflow-source-topic`, `qiflow-source-partition` and `qiflow-source-offset`"+`. Without `+"`dead_letter`"+` the failures are returned per message, for a `+"`fallback`"+` output to handle.
 - Rejected credentials, missing privileges and configuration errors (unknown table or column) stop the pipeline with one clear error.`).
 		Fields(
 			service.NewStringField(fieldDSN).
