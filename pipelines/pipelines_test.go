@@ -1,0 +1,215 @@
+// Package pipelines_test runs the shipped pipelines as a user would: the
+// real qiflow binary, real files, a real PostgreSQL and a Kafka-protocol
+// broker over TCP.
+package pipelines_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/qicore/qiflow/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var topics = []string{"crypto-prices", "crypto-ohlcv", "crypto-analytics"}
+
+// env is what a pipeline process needs to reach the test's services.
+func env(broker *testenv.Broker, dsn string) []string {
+	return []string{"REDPANDA_BROKERS=" + broker.SeedList(), "DATABASE_URL=" + dsn}
+}
+
+// qiflow runs the binary with a command and files, its HTTP server on a
+// free loopback port.
+func qiflow(t *testing.T, env []string, command string, files ...string) *testenv.Process {
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	args := append([]string{command, "--set", fmt.Sprintf("http.address=127.0.0.1:%d", testenv.FreePort(t))}, files...)
+	return testenv.StartProcess(t, bin, env, args...)
+}
+
+func newBroker(t *testing.T, opts ...testenv.BrokerOption) *testenv.Broker {
+	broker := testenv.NewBroker(t, opts...)
+	for _, topic := range topics {
+		broker.CreateTopic(t, topic, 12)
+		broker.CreateTopic(t, topic+".dlq", 1)
+	}
+	return broker
+}
+
+// withTables creates the shipped tables in the database behind dsn.
+func withTables(t *testing.T, dsn string) string {
+	t.Helper()
+	sql, err := os.ReadFile(filepath.Join("..", "plugins", "timescale_output", "testdata", "tables.sql"))
+	require.NoError(t, err)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), string(sql))
+	require.NoError(t, err)
+	return dsn
+}
+
+func rowCount(t *testing.T, dsn, table string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+func waitCommitted(t *testing.T, broker *testenv.Broker, group, topic string, timeout time.Duration, proc *testenv.Process) {
+	t.Helper()
+	end := broker.EndOffsets(t, topic)
+	require.Eventually(t, func() bool {
+		committed := broker.CommittedOffsets(t, group, topic)
+		for p, e := range end {
+			if committed[p] != e {
+				return false
+			}
+		}
+		return true
+	}, timeout, 100*time.Millisecond, "group %s never committed %s to its end %v:\n%s", group, topic, end, proc.Output())
+}
+
+func priceMessage(i int) []byte {
+	return fmt.Appendf(nil, `{"coinId":"coin-%d","symbol":"C%d","exchangeId":"binance","usdPrice":"%d.12345678","lastUpdated":%d,"source":"test","attribution":"qiflow"}`,
+		i%50, i%50, 1+i%1000, 1764158400000+int64(i/50)*1000)
+}
+
+func stop(t *testing.T, proc *testenv.Process) {
+	t.Helper()
+	require.NoError(t, proc.Signal(syscall.SIGTERM))
+	code, err := proc.Wait(30 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code, "SIGTERM stops qiflow cleanly:\n%s", proc.Output())
+}
+
+func TestShippedPipelinesLint(t *testing.T) {
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	out, err := exec.Command(bin, "lint", "prices.yaml", "ohlcv.yaml", "analytics.yaml").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Empty(t, string(out))
+}
+
+func TestIngestPipelinesWriteGoodMessagesAndDeadLetterBadOnes(t *testing.T) {
+	broker := newBroker(t)
+	dsn := withTables(t, testenv.Database(t))
+
+	const good = 2000
+	broker.ProduceN(t, "crypto-prices", good, func(i int) *kgo.Record { return &kgo.Record{Value: priceMessage(i)} })
+	badPrices := []string{
+		`{"coinId":"broken"`,
+		`{"symbol":"X","exchangeId":"binance","usdPrice":"1","lastUpdated":1,"source":"s","attribution":"a"}`,
+		`{"coinId":"x","symbol":"X","exchangeId":"binance","usdPrice":{"v":1},"lastUpdated":1,"source":"s","attribution":"a"}`,
+		`{"coinId":"x","symbol":"X","exchangeId":"binance","usdPrice":"-42","lastUpdated":1,"source":"s","attribution":"a"}`,
+	}
+	for _, m := range badPrices {
+		broker.Produce(t, "crypto-prices", &kgo.Record{Key: []byte("bad"), Value: []byte(m)})
+	}
+	broker.Produce(t, "crypto-ohlcv",
+		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"Kraken","timestamp":"2026-11-26T12:00:00Z","open":"10","high":"12","low":"9","close":"11","volume":"5","timeframe":"1h","source":"s","attribution":"a"}`)},
+		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"kraken","timestamp":"2026-11-26T13:00:00Z","open":"10","high":"9","low":"11","close":"10","volume":"5","timeframe":"1h","source":"s","attribution":"a"}`)},
+		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"kraken","timestamp":"2026-11-26T14:00:00Z","open":"10","high":"12","low":"9","close":"11","volume":"5","timeframe":"2h","source":"s","attribution":"a"}`)},
+	)
+	broker.Produce(t, "crypto-analytics",
+		&kgo.Record{Value: []byte(`{"timestamp":1764158400000,"totalMarketCap":"2500000000000.12","totalVolume":"98000000000","btcDominance":"54.3","activeCryptocurrencies":12000,"markets":900,"marketCapChange24h":"-0.5","source":"s","attribution":"a"}`)},
+		&kgo.Record{Value: []byte(`{"timestamp":1764158400000,"exchangeId":"binance","totalMarketCap":"1","totalVolume":"1","btcDominance":"154.3","activeCryptocurrencies":1,"markets":1,"marketCapChange24h":"0","source":"s","attribution":"a"}`)},
+	)
+
+	proc := qiflow(t, env(broker, dsn), "streams", "prices.yaml", "ohlcv.yaml", "analytics.yaml")
+	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 60*time.Second, proc)
+	waitCommitted(t, broker, "qiflow-ohlcv", "crypto-ohlcv", 60*time.Second, proc)
+	waitCommitted(t, broker, "qiflow-analytics", "crypto-analytics", 60*time.Second, proc)
+	stop(t, proc)
+
+	assert.Equal(t, good, rowCount(t, dsn, "crypto_prices"))
+	assert.Equal(t, 1, rowCount(t, dsn, "crypto_ohlcv"))
+	assert.Equal(t, 1, rowCount(t, dsn, "crypto_market_analytics"))
+
+	wantDead := map[string]int{"crypto-prices.dlq": len(badPrices), "crypto-ohlcv.dlq": 2, "crypto-analytics.dlq": 1}
+	for topic, n := range wantDead {
+		letters := broker.ConsumeAll(t, topic)
+		require.Len(t, letters, n, topic)
+		for _, l := range letters {
+			h := map[string]string{}
+			for _, kv := range l.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			assert.Equal(t, "BUSINESS", h["qiflow-error-category"], "%s: %v", topic, h)
+			assert.NotEmpty(t, h["qiflow-error-code"])
+			assert.NotEmpty(t, h["qiflow-error"])
+			assert.Equal(t, topic[:len(topic)-4], h["qiflow-source-topic"])
+			assert.NotEmpty(t, h["qiflow-source-partition"])
+			assert.NotEmpty(t, h["qiflow-source-offset"])
+		}
+	}
+}
+
+func TestPricesSurviveADatabaseOutage(t *testing.T) {
+	const n = 100_000
+	broker := newBroker(t)
+	cluster := testenv.NewCluster(t)
+	dsn := withTables(t, cluster.CreateDatabase(t))
+	broker.ProduceN(t, "crypto-prices", n, func(i int) *kgo.Record { return &kgo.Record{Value: priceMessage(i)} })
+
+	proc := qiflow(t, env(broker, dsn), "run", "prices.yaml")
+	require.Eventually(t, func() bool { return rowCount(t, dsn, "crypto_prices") > n/5 }, 60*time.Second, 20*time.Millisecond,
+		"no rows arrived:\n%s", proc.Output())
+
+	cluster.Stop(t)
+	time.Sleep(10 * time.Second)
+	cluster.Start(t)
+
+	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 120*time.Second, proc)
+	stop(t, proc)
+	assert.Equal(t, n, rowCount(t, dsn, "crypto_prices"), "every message is one row")
+	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"), "an outage dead-letters nothing")
+}
+
+func TestPricesAfterSIGKILLEqualTheUniqueMessages(t *testing.T) {
+	const n = 60_000
+	broker := newBroker(t)
+	dsn := withTables(t, testenv.Database(t))
+	// Every 20th message repeats an earlier one, as a producer retry would.
+	broker.ProduceN(t, "crypto-prices", n, func(i int) *kgo.Record {
+		if i%20 == 19 {
+			return &kgo.Record{Value: priceMessage(i - 7)}
+		}
+		return &kgo.Record{Value: priceMessage(i)}
+	})
+	unique := n - n/20
+
+	first := qiflow(t, env(broker, dsn), "run", "prices.yaml")
+	require.Eventually(t, func() bool { return rowCount(t, dsn, "crypto_prices") > n/4 }, 60*time.Second, 10*time.Millisecond,
+		"no rows arrived:\n%s", first.Output())
+	require.NoError(t, first.Kill())
+	_, err := first.Wait(10 * time.Second)
+	require.NoError(t, err)
+	atKill := rowCount(t, dsn, "crypto_prices")
+
+	second := qiflow(t, env(broker, dsn), "run", "prices.yaml")
+	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 120*time.Second, second)
+	stop(t, second)
+	t.Logf("killed with %d of %d rows written", atKill, unique)
+	assert.Equal(t, unique, rowCount(t, dsn, "crypto_prices"))
+	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"))
+}
