@@ -14,6 +14,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	"github.com/qicore/qiflow/internal/result"
+	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
 	_ "github.com/qicore/qiflow/plugins/timescale_output"
 )
@@ -35,6 +36,7 @@ func main() {
 		service.CLIOptSetProductName("qiflow"),
 		service.CLIOptSetVersion(fmt.Sprintf("%s (commit %s)", version, commit), date),
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
+		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -111,21 +111,23 @@ func Fit(n pgtype.Numeric, precision, scale int) error {
 	if precision == 0 {
 		return nil
 	}
-	coef, exp := new(big.Int).Abs(n.Int), int64(n.Exp)
+	coef, exp := n.Int, int64(n.Exp)
 	if frac := -exp; frac > int64(scale) {
-		excess := frac - int64(scale)
-		if new(big.Int).Rem(coef, power(excess)).Cmp(bigZero) != 0 {
+		var rem big.Int
+		quo := new(big.Int)
+		quo.QuoRem(coef, power(frac-int64(scale)), &rem)
+		if rem.Sign() != 0 {
 			return fmt.Errorf("%s has more than %d decimal places", String(n), scale)
 		}
-		coef.Quo(coef, power(excess))
-		exp += excess
+		coef, exp = quo, -int64(scale)
 	}
-	intDigits := int64(0)
-	if coef.Sign() != 0 {
-		intDigits = int64(len(coef.String())) + exp
-	}
-	if maxInt := int64(precision - scale); intDigits > maxInt {
-		return fmt.Errorf("%s has %d integer digits; NUMERIC(%d,%d) allows %d", String(n), intDigits, precision, scale, maxInt)
+	// |coef| × 10^exp < 10^(precision-scale) ⇔ |coef| < 10^(precision-scale-exp)
+	maxInt := int64(precision - scale)
+	if limit := maxInt - exp; limit < 0 || coef.CmpAbs(power(limit)) >= 0 {
+		if coef.Sign() == 0 {
+			return nil
+		}
+		return fmt.Errorf("%s has more than %d integer digits, the most NUMERIC(%d,%d) allows", String(n), maxInt, precision, scale)
 	}
 	return nil
 }

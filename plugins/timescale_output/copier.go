@@ -24,10 +24,10 @@ const (
 	conflictDoUpdate  conflictMode = "do_update"
 )
 
-// stagedRun is how many batches go straight to the staged path after a
-// batch met a conflict. Replays arrive in runs, so paying for a failed
-// COPY on each of them would waste more than staging costs.
-const stagedRun = 16
+// conflictRun is how many batches are written in conflict mode after a
+// batch met an existing key. Replays arrive in runs, so paying for a failed
+// COPY on each of them would waste more than the conflict path costs.
+const conflictRun = 16
 
 // row is one row to write and the index of its message in the batch.
 type row struct {
@@ -69,16 +69,22 @@ type copier struct {
 	stage       pgx.Identifier
 	insert      string
 
-	stagedLeft atomic.Int32
+	// existing finds which keys of a batch are stored already; keyIdx are
+	// the key columns' positions in a row.
+	existing string
+	keyIdx   []int
+
+	conflictLeft atomic.Int32
 }
 
-func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, mode conflictMode) *copier {
+func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, keyIdx []int, mode conflictMode) *copier {
 	stageName := "qiflow_stage_" + strings.Join(t.ident, "_")
 	c := &copier{
 		pool:    pool,
 		target:  t.ident,
 		columns: columns,
 		mode:    mode,
+		keyIdx:  keyIdx,
 		stage:   pgx.Identifier{stageName},
 		createStage: fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
 			pgx.Identifier{stageName}.Sanitize(), t.ident.Sanitize()),
@@ -99,6 +105,13 @@ func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, 
 		insert += "DO NOTHING"
 	}
 	c.insert = insert
+
+	var arrays []string
+	for i, k := range conflictColumns {
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", i+1, t.columns[k].typeName))
+	}
+	c.existing = fmt.Sprintf("SELECT %[1]s FROM unnest(%[2]s) AS u(%[1]s) JOIN %[3]s USING (%[1]s)",
+		quoteAll(conflictColumns), strings.Join(arrays, ", "), t.ident.Sanitize())
 	return c
 }
 
@@ -147,32 +160,103 @@ func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]
 	return c.writeIsolating(ctx, rows[mid:], failed, written, stats)
 }
 
-// writeOnce writes rows in one statement: a plain COPY unless recent
-// batches met conflicts, and the staged upsert when the COPY meets one.
+// writeOnce writes rows in one statement: a plain COPY, unless recent
+// batches met existing keys, and the conflict path when the COPY meets one.
 func (c *copier) writeOnce(ctx context.Context, rows []row, stats *pathStats) error {
-	if c.mode == conflictError || c.stagedLeft.Load() <= 0 {
-		_, err := c.pool.CopyFrom(ctx, c.target, c.columns, &rowSource{rows: rows})
+	if c.mode == conflictError || c.conflictLeft.Load() <= 0 {
+		err := c.copy(ctx, rows)
 		if err == nil {
 			stats.fastBatches++
 			return nil
 		}
 		if c.mode == conflictError || !isUniqueViolation(err) {
-			return fmt.Errorf("copy into %s: %w", c.target.Sanitize(), err)
+			return err
 		}
-		c.stagedLeft.Store(stagedRun)
+		c.conflictLeft.Store(conflictRun)
 	}
-	inserted, err := c.stageAndInsert(ctx, rows)
+	stats.stagedBatches++
+	var conflicts int64
+	var err error
+	if c.mode == conflictDoUpdate {
+		var affected int64
+		affected, err = c.stageAndInsert(ctx, rows)
+		conflicts = int64(len(rows)) - affected
+	} else {
+		conflicts, err = c.copyNew(ctx, rows)
+	}
 	if err != nil {
 		return err
 	}
-	stats.stagedBatches++
-	if conflicts := int64(len(rows)) - inserted; conflicts > 0 && c.mode == conflictDoNothing {
-		stats.conflicts += conflicts
-		c.stagedLeft.Store(stagedRun)
+	stats.conflicts += conflicts
+	if conflicts > 0 {
+		c.conflictLeft.Store(conflictRun)
 	} else {
-		c.stagedLeft.Add(-1)
+		c.conflictLeft.Add(-1)
 	}
 	return nil
+}
+
+func (c *copier) copy(ctx context.Context, rows []row) error {
+	if _, err := c.pool.CopyFrom(ctx, c.target, c.columns, &rowSource{rows: rows}); err != nil {
+		return fmt.Errorf("copy into %s: %w", c.target.Sanitize(), err)
+	}
+	return nil
+}
+
+// copyNew writes with do_nothing semantics: it looks up which keys exist,
+// COPYs only the other rows, and falls back to the staged upsert should a
+// concurrent writer store one of them meanwhile. It returns how many rows
+// were skipped as existing.
+func (c *copier) copyNew(ctx context.Context, rows []row) (int64, error) {
+	stored, err := c.storedKeys(ctx, rows)
+	if err != nil {
+		return 0, err
+	}
+	fresh := rows
+	if len(stored) > 0 {
+		fresh = make([]row, 0, len(rows)-len(stored))
+		for _, r := range rows {
+			if !stored[rowKey(r.values, c.keyIdx)] {
+				fresh = append(fresh, r)
+			}
+		}
+	}
+	skipped := int64(len(rows) - len(fresh))
+	if len(fresh) == 0 {
+		return skipped, nil
+	}
+	err = c.copy(ctx, fresh)
+	if err == nil || !isUniqueViolation(err) {
+		return skipped, err
+	}
+	inserted, err := c.stageAndInsert(ctx, fresh)
+	return int64(len(rows)) - inserted, err
+}
+
+// storedKeys returns the keys of rows that are in the table already.
+func (c *copier) storedKeys(ctx context.Context, rows []row) (map[string]bool, error) {
+	args := make([]any, len(c.keyIdx))
+	for k, i := range c.keyIdx {
+		values := make([]any, len(rows))
+		for j, r := range rows {
+			values[j] = r.values[i]
+		}
+		args[k] = values
+	}
+	found, err := c.pool.Query(ctx, c.existing, args...)
+	if err != nil {
+		return nil, fmt.Errorf("look up existing keys in %s: %w", c.target.Sanitize(), err)
+	}
+	defer found.Close()
+	stored := map[string]bool{}
+	for found.Next() {
+		values, err := found.Values()
+		if err != nil {
+			return nil, fmt.Errorf("look up existing keys in %s: %w", c.target.Sanitize(), err)
+		}
+		stored[rowKey(values, nil)] = true
+	}
+	return stored, found.Err()
 }
 
 // stageAndInsert copies rows into a per-connection temporary table and

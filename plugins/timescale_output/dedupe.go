@@ -23,13 +23,8 @@ func dedupe(rows []row, keyIdx []int, mode conflictMode, failed map[int]error) (
 	seen := make(map[string]int, len(rows)) // key → position in out
 	out := make([]row, 0, len(rows))
 	dropped := 0
-	var b strings.Builder
 	for _, r := range rows {
-		b.Reset()
-		for _, i := range keyIdx {
-			writeKeyPart(&b, r.values[i])
-		}
-		key := b.String()
+		key := rowKey(r.values, keyIdx)
 		at, dup := seen[key]
 		switch {
 		case !dup:
@@ -56,6 +51,22 @@ func dedupe(rows []row, keyIdx []int, mode conflictMode, failed map[int]error) (
 		}
 	}
 	return kept, dropped
+}
+
+// rowKey renders the values at keyIdx (all values when keyIdx is nil) as
+// one comparable string.
+func rowKey(values []any, keyIdx []int) string {
+	var b strings.Builder
+	if keyIdx == nil {
+		for _, v := range values {
+			writeKeyPart(&b, v)
+		}
+		return b.String()
+	}
+	for _, i := range keyIdx {
+		writeKeyPart(&b, values[i])
+	}
+	return b.String()
 }
 
 // writeKeyPart renders one key value so that values PostgreSQL considers

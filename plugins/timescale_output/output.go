@@ -328,7 +328,7 @@ func (o *output) connectLocked(ctx context.Context) error {
 		return err
 	}
 	o.pool, o.columns, o.keyIdx = pool, cols, keyIdx
-	o.copier = newCopier(pool, t, names, keys, o.conf.conflict)
+	o.copier = newCopier(pool, t, names, keys, keyIdx, o.conf.conflict)
 	return nil
 }
 

@@ -120,7 +120,7 @@ func TestNumericValuesAreStoredExactly(t *testing.T) {
 	}
 	failed := write(t, o, batch)
 	require.Len(t, failed, 1, "without a dead-letter output the failure is returned per message")
-	assert.Contains(t, failed[3].Error(), "13 integer digits")
+	assert.Contains(t, failed[3].Error(), "more than 12 integer digits")
 	assert.Equal(t, result.Business, result.CategoryOf(failed[3]))
 
 	got := queryStrings(t, dsn, "SELECT coin_id || '=' || usd_price::text FROM crypto_prices ORDER BY coin_id")
