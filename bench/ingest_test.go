@@ -54,7 +54,11 @@ func message(i int, ts int64) []byte {
 		coin, coin, exchange, 100+i%9000, i%100000000, 1_000_000_000+i, i%100, 5_000_000+i, i%100, i%20, i%10000, i%30, i%10000, ts)
 }
 
-func tickTime(i int) int64 { return 1764158400000 + int64(i/400)*1000 }
+// benchStart is where tick times start: recent enough that the shipped
+// retention and columnstore policies leave the rows alone.
+var benchStart = time.Now().Add(-2 * time.Hour).Truncate(time.Second).UnixMilli()
+
+func tickTime(i int) int64 { return benchStart + int64(i/400)*1000 }
 
 const createPrices = `
 CREATE TABLE crypto_prices (

@@ -6,9 +6,7 @@ package pipelines_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -47,16 +45,13 @@ func newBroker(t *testing.T, opts ...testenv.BrokerOption) *testenv.Broker {
 	return broker
 }
 
-// withTables creates the shipped tables in the database behind dsn.
+// withTables applies the shipped schema to the database behind dsn, as a
+// user does: qiflow schema apply.
 func withTables(t *testing.T, dsn string) string {
 	t.Helper()
-	sql, err := os.ReadFile(filepath.Join("..", "plugins", "timescale_output", "testdata", "tables.sql"))
-	require.NoError(t, err)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(context.Background(), string(sql))
-	require.NoError(t, err)
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	out, err := exec.Command(bin, "schema", "apply", "-f", "schema.yaml", "--dsn", dsn).CombinedOutput()
+	require.NoError(t, err, "%s", out)
 	return dsn
 }
 
@@ -90,9 +85,13 @@ func waitCommitted(t *testing.T, broker *testenv.Broker, group, topic string, ti
 	}, timeout, 100*time.Millisecond, "group %s never committed %s to its end %v:\n%s", group, topic, end, proc.Output())
 }
 
+// baseMillis is where message timestamps start: an hour ago, so that the
+// shipped schema's retention and columnstore policies leave the rows alone.
+var baseMillis = time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+
 func priceMessage(i int) []byte {
 	return fmt.Appendf(nil, `{"coinId":"coin-%d","symbol":"C%d","exchangeId":"binance","usdPrice":"%d.12345678","lastUpdated":%d,"source":"test","attribution":"qiflow"}`,
-		i%50, i%50, 1+i%1000, 1764158400000+int64(i/50)*1000)
+		i%50, i%50, 1+i%1000, baseMillis+int64(i/50)*1000)
 }
 
 func stop(t *testing.T, proc *testenv.Process) {
@@ -125,14 +124,15 @@ func TestIngestPipelinesWriteGoodMessagesAndDeadLetterBadOnes(t *testing.T) {
 	for _, m := range badPrices {
 		broker.Produce(t, "crypto-prices", &kgo.Record{Key: []byte("bad"), Value: []byte(m)})
 	}
-	broker.Produce(t, "crypto-ohlcv",
-		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"Kraken","timestamp":"2026-11-26T12:00:00Z","open":"10","high":"12","low":"9","close":"11","volume":"5","timeframe":"1h","source":"s","attribution":"a"}`)},
-		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"kraken","timestamp":"2026-11-26T13:00:00Z","open":"10","high":"9","low":"11","close":"10","volume":"5","timeframe":"1h","source":"s","attribution":"a"}`)},
-		&kgo.Record{Value: []byte(`{"coinId":"btc","exchangeId":"kraken","timestamp":"2026-11-26T14:00:00Z","open":"10","high":"12","low":"9","close":"11","volume":"5","timeframe":"2h","source":"s","attribution":"a"}`)},
-	)
+	candle := func(hoursAgo int, high, low, timeframe string) *kgo.Record {
+		ts := time.Now().Truncate(time.Hour).Add(-time.Duration(hoursAgo) * time.Hour).Format(time.RFC3339)
+		return &kgo.Record{Value: fmt.Appendf(nil, `{"coinId":"btc","exchangeId":"Kraken","timestamp":%q,"open":"10","high":%q,"low":%q,"close":"11","volume":"5","timeframe":%q,"source":"s","attribution":"a"}`,
+			ts, high, low, timeframe)}
+	}
+	broker.Produce(t, "crypto-ohlcv", candle(1, "12", "9", "1h"), candle(2, "9", "11", "1h"), candle(3, "12", "9", "2h"))
 	broker.Produce(t, "crypto-analytics",
-		&kgo.Record{Value: []byte(`{"timestamp":1764158400000,"totalMarketCap":"2500000000000.12","totalVolume":"98000000000","btcDominance":"54.3","activeCryptocurrencies":12000,"markets":900,"marketCapChange24h":"-0.5","source":"s","attribution":"a"}`)},
-		&kgo.Record{Value: []byte(`{"timestamp":1764158400000,"exchangeId":"binance","totalMarketCap":"1","totalVolume":"1","btcDominance":"154.3","activeCryptocurrencies":1,"markets":1,"marketCapChange24h":"0","source":"s","attribution":"a"}`)},
+		&kgo.Record{Value: fmt.Appendf(nil, `{"timestamp":%d,"totalMarketCap":"2500000000000.12","totalVolume":"98000000000","btcDominance":"54.3","activeCryptocurrencies":12000,"markets":900,"marketCapChange24h":"-0.5","source":"s","attribution":"a"}`, baseMillis)},
+		&kgo.Record{Value: fmt.Appendf(nil, `{"timestamp":%d,"exchangeId":"binance","totalMarketCap":"1","totalVolume":"1","btcDominance":"154.3","activeCryptocurrencies":1,"markets":1,"marketCapChange24h":"0","source":"s","attribution":"a"}`, baseMillis)},
 	)
 
 	proc := qiflow(t, env(broker, dsn), "streams", "prices.yaml", "ohlcv.yaml", "analytics.yaml")

@@ -322,6 +322,9 @@ func (c *Cluster) create() error {
 		settings = append(settings,
 			"shared_preload_libraries = 'timescaledb'",
 			"timescaledb.telemetry_level = off",
+			// Every test database gets its own scheduler; leave room for them.
+			"max_worker_processes = 64",
+			"timescaledb.max_background_workers = 48",
 		)
 	}
 	conf := filepath.Join(c.dataDir(), "postgresql.conf")

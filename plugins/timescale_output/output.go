@@ -20,6 +20,7 @@ import (
 
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/result"
+	"github.com/qicore/qiflow/internal/schema"
 )
 
 // Field names.
@@ -37,6 +38,7 @@ const (
 	fieldRetryMax        = "retry_max_interval"
 	fieldMaxInFlight     = "max_in_flight"
 	fieldBatching        = "batching"
+	fieldSchemaFile      = "schema_file"
 )
 
 // Dead-letter metadata keys, a fixed contract (DESIGN.md, Topics).
@@ -92,6 +94,10 @@ root.last_updated = this.lastUpdated`).
 				Default(string(conflictDoNothing)),
 			service.NewStringListField(fieldConflictColumns).
 				Description("The key that identifies a row. Defaults to the table's primary key.").
+				Optional(),
+			service.NewStringField(fieldSchemaFile).
+				Description("A schema spec (as for `qiflow schema apply`) to apply before the first write. Instances that start together take an advisory lock, so the schema is applied once; destructive changes are refused.").
+				Example("pipelines/schema.yaml").
 				Optional(),
 			service.NewIntField(fieldPoolSize).
 				Description("Most database connections. Each batch in flight uses one.").
@@ -166,6 +172,7 @@ type outputConfig struct {
 	poolSize        int
 	retryInitial    time.Duration
 	retryMax        time.Duration
+	schema          *schema.Spec
 }
 
 // output is the timescale output.
@@ -239,6 +246,15 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	if c.poolSize < 1 {
 		return nil, fmt.Errorf("%s must be at least 1", fieldPoolSize)
 	}
+	if conf.Contains(fieldSchemaFile) {
+		path, err := conf.FieldString(fieldSchemaFile)
+		if err != nil {
+			return nil, err
+		}
+		if c.schema, err = schema.Load(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", fieldSchemaFile, err)
+		}
+	}
 	if c.retryInitial, err = conf.FieldDuration(fieldRetryInitial); err != nil {
 		return nil, err
 	}
@@ -294,6 +310,10 @@ func (o *output) connectLocked(ctx context.Context) error {
 		pool.Close()
 		return fmt.Errorf("connect to %s@%s:%d/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
+	if err := o.applySchema(ctx, pool); err != nil {
+		pool.Close()
+		return err
+	}
 	t, err := loadTable(ctx, pool, o.conf.table)
 	if err != nil {
 		pool.Close()
@@ -329,6 +349,27 @@ func (o *output) connectLocked(ctx context.Context) error {
 	}
 	o.pool, o.columns, o.keyIdx = pool, cols, keyIdx
 	o.copier = newCopier(pool, t, names, keys, keyIdx, o.conf.conflict)
+	return nil
+}
+
+// applySchema applies the configured schema spec, if any, under the
+// schema package's advisory lock.
+func (o *output) applySchema(ctx context.Context, pool *pgxpool.Pool) error {
+	if o.conf.schema == nil {
+		return nil
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection to apply the schema: %w", err)
+	}
+	defer conn.Release()
+	report, err := schema.Apply(ctx, conn.Conn(), o.conf.schema, schema.ApplyOptions{
+		Log: func(line string) { o.log.Infof("schema: %s", line) },
+	})
+	if err != nil {
+		return fmt.Errorf("apply schema: %w", err)
+	}
+	o.log.Infof("Schema applied: %d steps", len(report.Applied))
 	return nil
 }
 

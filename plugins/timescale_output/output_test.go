@@ -2,7 +2,6 @@ package timescale_output
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,20 +15,24 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qicore/qiflow/internal/result"
+	"github.com/qicore/qiflow/internal/schema"
 	"github.com/qicore/qiflow/internal/testenv"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-//go:embed testdata/tables.sql
-var tablesSQL string
-
-// database returns a fresh database with the shipped tables.
+// database returns a fresh database with the shipped schema applied.
 func database(t *testing.T) string {
 	t.Helper()
 	dsn := testenv.Database(t)
-	exec(t, dsn, tablesSQL)
+	spec, err := schema.Load("../../pipelines/schema.yaml")
+	require.NoError(t, err)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = schema.Apply(context.Background(), conn, spec, schema.ApplyOptions{})
+	require.NoError(t, err)
 	return dsn
 }
 
@@ -78,10 +81,14 @@ func newOutput(t *testing.T, yaml string) *output {
 	return o
 }
 
+// baseMillis is where test timestamps start: an hour ago, so that the
+// shipped schema's retention and columnstore policies leave the rows alone.
+var baseMillis = time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+
 // price is a valid price message; fields override its values.
 func price(coin string, i int, usd string, fields ...string) *service.Message {
 	msg := fmt.Sprintf(`{"coinId":%q,"symbol":"SYM","exchangeId":"binance","usdPrice":%s,"lastUpdated":%d,"source":"test","attribution":"qiflow"%s}`,
-		coin, usd, 1764158400000+int64(i)*1000, strings.Join(append([]string{""}, fields...), ","))
+		coin, usd, baseMillis+int64(i)*1000, strings.Join(append([]string{""}, fields...), ","))
 	m := service.NewMessage([]byte(msg))
 	m.MetaSetMut("kafka_topic", "crypto-prices")
 	m.MetaSetMut("kafka_partition", "3")
@@ -163,8 +170,8 @@ func TestDoUpdateLastWriteWins(t *testing.T) {
 		price("btc", 1, `"102"`), // same key later in the batch: it wins
 		price("eth", 2, `"11"`),
 	}))
-	got := queryStrings(t, dsn, "SELECT coin_id || '@' || extract(epoch from last_updated)::bigint || '=' || usd_price::text FROM crypto_prices ORDER BY 1")
-	assert.Equal(t, []string{"btc@1764158401=102.00000000", "eth@1764158401=10.00000000", "eth@1764158402=11.00000000"}, got)
+	got := queryStrings(t, dsn, "SELECT coin_id || '=' || usd_price::text FROM crypto_prices ORDER BY coin_id, last_updated")
+	assert.Equal(t, []string{"btc=102.00000000", "eth=10.00000000", "eth=11.00000000"}, got)
 }
 
 func TestDoNothingFirstWriteWinsWithinABatch(t *testing.T) {
@@ -322,7 +329,12 @@ output:
 
 func TestRejectedCredentialsAndPrivilegesStopWithSecurity(t *testing.T) {
 	dsn := database(t)
-	exec(t, dsn, `CREATE ROLE reader LOGIN; GRANT SELECT ON crypto_prices TO reader;`)
+	role := fmt.Sprintf("reader_%d", time.Now().UnixNano())
+	exec(t, dsn, fmt.Sprintf(`CREATE ROLE %s LOGIN; GRANT SELECT ON crypto_prices TO %s;`, role, role))
+	t.Cleanup(func() {
+		exec(t, dsn, fmt.Sprintf(`REVOKE ALL ON crypto_prices FROM %s`, role))
+		exec(t, strings.Replace(dsn, dbName(dsn), "postgres", 1), "DROP ROLE IF EXISTS "+role)
+	})
 	cfg, err := pgx.ParseConfig(dsn)
 	require.NoError(t, err)
 
@@ -339,11 +351,27 @@ func TestRejectedCredentialsAndPrivilegesStopWithSecurity(t *testing.T) {
 		assert.Equal(t, result.Security, result.CategoryOf(result.Halted()), "%v", result.Halted())
 	})
 	t.Run("no insert privilege", func(t *testing.T) {
-		reader := strings.Replace(dsn, "://"+cfg.User+"@", "://reader@", 1)
+		reader := strings.Replace(dsn, "://"+cfg.User+"@", "://"+role+"@", 1)
 		o := newOutput(t, fmt.Sprintf("dsn: %q\ntable: crypto_prices\nformat: price\n", reader))
 		err := o.WriteBatch(context.Background(), service.MessageBatch{price("a", 1, "1")})
 		require.Error(t, err)
 		assert.Equal(t, result.Security, result.CategoryOf(result.Halted()), "%v", result.Halted())
 		assert.Contains(t, result.Halted().Error(), "42501")
 	})
+}
+
+func TestSchemaFileIsAppliedBeforeTheFirstWrite(t *testing.T) {
+	dsn := testenv.Database(t)
+	o := newOutput(t, fmt.Sprintf("dsn: %q\ntable: crypto_prices\nformat: price\nschema_file: ../../pipelines/schema.yaml\n", dsn))
+	require.NoError(t, o.WriteBatch(context.Background(), service.MessageBatch{price("btc", 1, `"1"`)}))
+	assert.Equal(t, 1, count(t, dsn, "crypto_prices"))
+	assert.Equal(t, 0, count(t, dsn, "crypto_market_analytics"), "the whole schema was applied")
+}
+
+func dbName(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return cfg.Database
 }
