@@ -81,9 +81,8 @@ func Parse(s string) (pgtype.Numeric, error) {
 }
 
 var (
-	ten     = big.NewInt(10)
-	pow10   [40]*big.Int
-	bigZero = new(big.Int)
+	ten   = big.NewInt(10)
+	pow10 [40]*big.Int
 )
 
 func init() {
