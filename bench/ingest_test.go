@@ -133,41 +133,37 @@ func (r *results) set(name string, rate float64, note string) {
 	r.rates[name], r.notes[name] = rate, note
 }
 
-// qiflowRun runs bin/qiflow on pipelines/prices.yaml until the group has
-// committed everything on the topic, and returns the messages per second.
-func qiflowRun(b *testing.B, broker *testenv.Broker, dsn string, messages int) float64 {
+// startQiflow runs bin/qiflow on pipelines/prices.yaml against broker and
+// dsn, with its HTTP server (and pprof) on a free loopback port.
+func startQiflow(b *testing.B, broker *testenv.Broker, dsn string) (*testenv.Process, int) {
 	bin := testenv.BuildBinary(b, "./cmd/qiflow")
 	pipeline, err := filepath.Abs(filepath.Join("..", "pipelines", "prices.yaml"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
 	port := testenv.FreePort(b)
 	proc := testenv.StartProcess(b, bin,
 		[]string{"REDPANDA_BROKERS=" + broker.SeedList(), "DATABASE_URL=" + dsn},
 		"run", "--set", fmt.Sprintf("http.address=127.0.0.1:%d", port), "--set", "http.debug_endpoints=true", pipeline)
+	return proc, port
+}
+
+func stopQiflow(proc *testenv.Process) {
+	_ = proc.Signal(syscall.SIGTERM)
+	_, _ = proc.Wait(30 * time.Second)
+}
+
+// qiflowRun runs qiflow until the group has committed everything on the
+// topic, and returns the messages per second.
+func qiflowRun(b *testing.B, broker *testenv.Broker, dsn string, messages int) float64 {
+	start := time.Now()
+	proc, port := startQiflow(b, broker, dsn)
+	defer stopQiflow(proc)
 	if out := os.Getenv("QIFLOW_BENCH_PPROF"); out != "" {
 		go profile(port, out)
 	}
-	end := broker.EndOffsets(b, "crypto-prices")
-	for {
-		committed := broker.CommittedOffsets(b, "qiflow-prices", "crypto-prices")
-		done := true
-		for p, e := range end {
-			done = done && committed[p] == e
-		}
-		if done {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			b.Fatalf("qiflow did not finish:\n%s", proc.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	elapsed := time.Since(start)
-	_ = proc.Signal(syscall.SIGTERM)
-	_, _ = proc.Wait(30 * time.Second)
-	return float64(messages) / elapsed.Seconds()
+	broker.WaitForCommit(b, "qiflow-prices", "crypto-prices", 10*time.Minute, proc.Output)
+	return float64(messages) / time.Since(start).Seconds()
 }
 
 // profile saves a 5-second CPU profile of the running qiflow to path, for
@@ -403,15 +399,8 @@ func multiRowInsert(b *testing.B, dsn string, data [][]any, perStatement int) fl
 func latency(b *testing.B) (p50, p99 float64) {
 	broker := testenv.NewBroker(b, testenv.WithTopics(12, "crypto-prices", "crypto-prices.dlq"))
 	dsn, _ := pricesTable(b)
-	bin := testenv.BuildBinary(b, "./cmd/qiflow")
-	pipeline, _ := filepath.Abs(filepath.Join("..", "pipelines", "prices.yaml"))
-	proc := testenv.StartProcess(b, bin,
-		[]string{"REDPANDA_BROKERS=" + broker.SeedList(), "DATABASE_URL=" + dsn},
-		"run", "--set", fmt.Sprintf("http.address=127.0.0.1:%d", testenv.FreePort(b)), pipeline)
-	defer func() {
-		_ = proc.Signal(syscall.SIGTERM)
-		_, _ = proc.Wait(30 * time.Second)
-	}()
+	proc, _ := startQiflow(b, broker, dsn)
+	defer stopQiflow(proc)
 	proc.WaitForOutput(b, "Writing to table", 30*time.Second)
 
 	cl := broker.Client(b, kgo.ProducerLinger(0))

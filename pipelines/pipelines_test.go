@@ -73,16 +73,7 @@ func rowCount(t *testing.T, dsn, table string) int {
 
 func waitCommitted(t *testing.T, broker *testenv.Broker, group, topic string, timeout time.Duration, proc *testenv.Process) {
 	t.Helper()
-	end := broker.EndOffsets(t, topic)
-	require.Eventually(t, func() bool {
-		committed := broker.CommittedOffsets(t, group, topic)
-		for p, e := range end {
-			if committed[p] != e {
-				return false
-			}
-		}
-		return true
-	}, timeout, 100*time.Millisecond, "group %s never committed %s to its end %v:\n%s", group, topic, end, proc.Output())
+	broker.WaitForCommit(t, group, topic, timeout, proc.Output)
 }
 
 // baseMillis is where message timestamps start: an hour ago, so that the

@@ -108,16 +108,7 @@ func TestKilledMidStreamDeliversEverythingWithBoundedDuplicates(t *testing.T) {
 	require.Less(t, writtenAtKill, int64(n), "the kill came mid-stream")
 
 	second := testenv.StartProcess(t, bin, nil, "run", config)
-	end := broker.EndOffsets(t, "in")
-	require.Eventually(t, func() bool {
-		committed := broker.CommittedOffsets(t, "crash-test", "in")
-		for p, e := range end {
-			if committed[p] != e {
-				return false
-			}
-		}
-		return true
-	}, 90*time.Second, 100*time.Millisecond, "the restarted qiflow never caught up:\n%s", second.Output())
+	broker.WaitForCommit(t, "crash-test", "in", 90*time.Second, second.Output)
 	require.NoError(t, second.Signal(syscall.SIGTERM))
 	code, err = second.Wait(30 * time.Second)
 	require.NoError(t, err)

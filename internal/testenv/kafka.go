@@ -502,3 +502,31 @@ func (b *Broker) CommittedOffsets(t testing.TB, group, topic string) map[int32]i
 	}
 	return offsets
 }
+
+// WaitForCommit waits until group has committed, on every partition of
+// topic, the end offset the partition has when WaitForCommit is called. It
+// fails the test after timeout; explain, when not nil, adds context to the
+// failure, such as a process's output.
+func (b *Broker) WaitForCommit(t testing.TB, group, topic string, timeout time.Duration, explain func() string) {
+	t.Helper()
+	end := b.EndOffsets(t, topic)
+	deadline := time.Now().Add(timeout)
+	for {
+		committed := b.CommittedOffsets(t, group, topic)
+		caughtUp := true
+		for p, e := range end {
+			caughtUp = caughtUp && committed[p] == e
+		}
+		if caughtUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			detail := ""
+			if explain != nil {
+				detail = "\n" + explain()
+			}
+			t.Fatalf("testenv: group %s committed %v on %s within %v, not the end offsets %v%s", group, committed, topic, timeout, end, detail)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -118,20 +118,11 @@ redpanda:
 	return y
 }
 
-// waitForCommitted waits until the group's committed offsets equal the end
-// offsets of every partition of topic.
+// waitForCommitted waits until the group has committed every partition of
+// topic to its end.
 func waitForCommitted(t *testing.T, broker *testenv.Broker, group, topic string, timeout time.Duration) {
 	t.Helper()
-	end := broker.EndOffsets(t, topic)
-	require.Eventually(t, func() bool {
-		committed := broker.CommittedOffsets(t, group, topic)
-		for p, e := range end {
-			if committed[p] != e {
-				return false
-			}
-		}
-		return true
-	}, timeout, 100*time.Millisecond, "committed offsets never reached the end offsets %v", end)
+	broker.WaitForCommit(t, group, topic, timeout, nil)
 }
 
 // produceKeyed writes n records spread by key over the topic's partitions;
