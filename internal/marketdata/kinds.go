@@ -46,38 +46,43 @@ var Price = &Kind{
 	decode: decodePrice,
 }
 
-type priceWire struct {
-	CoinID      raw `json:"coinId"`
-	Symbol      raw `json:"symbol"`
-	ExchangeID  raw `json:"exchangeId"`
-	USDPrice    raw `json:"usdPrice"`
-	LastUpdated raw `json:"lastUpdated"`
-	Source      raw `json:"source"`
-	Attribution raw `json:"attribution"`
-	MarketCap   raw `json:"marketCap"`
-	Volume24h   raw `json:"volume24h"`
-	Change24h   raw `json:"change24h"`
-	Change7d    raw `json:"change7d"`
-}
+// priceFields are the wire names of a price's fields, indexed by the p*
+// constants.
+var priceFields = []string{"coinId", "symbol", "exchangeId", "usdPrice", "lastUpdated", "source", "attribution",
+	"marketCap", "volume24h", "change24h", "change7d"}
+
+const (
+	pCoinID = iota
+	pSymbol
+	pExchangeID
+	pUSDPrice
+	pLastUpdated
+	pSource
+	pAttribution
+	pMarketCap
+	pVolume24h
+	pChange24h
+	pChange7d
+)
 
 func decodePrice(data []byte) ([]any, error) {
-	var w priceWire
-	if err := decodeObject(data, &w); err != nil {
+	var w [11]raw
+	if err := decodeObject(data, priceFields, w[:]); err != nil {
 		return nil, err
 	}
 	d := decoder{}
 	row := []any{
-		d.timestamp("lastUpdated", w.LastUpdated),
-		d.text("coinId", w.CoinID),
-		d.text("symbol", w.Symbol),
-		d.exchange(w.ExchangeID),
-		d.positive("usdPrice", w.USDPrice),
-		d.optionalNumber("marketCap", w.MarketCap),
-		d.optionalNumber("volume24h", w.Volume24h),
-		d.optionalNumber("change24h", w.Change24h),
-		d.optionalNumber("change7d", w.Change7d),
-		d.text("source", w.Source),
-		d.text("attribution", w.Attribution),
+		d.timestamp("lastUpdated", w[pLastUpdated]),
+		d.text("coinId", w[pCoinID]),
+		d.text("symbol", w[pSymbol]),
+		d.exchange(w[pExchangeID]),
+		d.positive("usdPrice", w[pUSDPrice]),
+		d.optionalNumber("marketCap", w[pMarketCap]),
+		d.optionalNumber("volume24h", w[pVolume24h]),
+		d.optionalNumber("change24h", w[pChange24h]),
+		d.optionalNumber("change7d", w[pChange7d]),
+		d.text("source", w[pSource]),
+		d.text("attribution", w[pAttribution]),
 	}
 	return row, d.err
 }
@@ -91,35 +96,40 @@ var OHLCV = &Kind{
 	decode: decodeOHLCV,
 }
 
-type ohlcvWire struct {
-	CoinID      raw `json:"coinId"`
-	ExchangeID  raw `json:"exchangeId"`
-	Timestamp   raw `json:"timestamp"`
-	Open        raw `json:"open"`
-	High        raw `json:"high"`
-	Low         raw `json:"low"`
-	Close       raw `json:"close"`
-	Volume      raw `json:"volume"`
-	Timeframe   raw `json:"timeframe"`
-	Source      raw `json:"source"`
-	Attribution raw `json:"attribution"`
-}
+// ohlcvFields are the wire names of a candle's fields, indexed by the o*
+// constants.
+var ohlcvFields = []string{"coinId", "exchangeId", "timestamp", "open", "high", "low", "close", "volume",
+	"timeframe", "source", "attribution"}
+
+const (
+	oCoinID = iota
+	oExchangeID
+	oTimestamp
+	oOpen
+	oHigh
+	oLow
+	oClose
+	oVolume
+	oTimeframe
+	oSource
+	oAttribution
+)
 
 func decodeOHLCV(data []byte) ([]any, error) {
-	var w ohlcvWire
-	if err := decodeObject(data, &w); err != nil {
+	var w [11]raw
+	if err := decodeObject(data, ohlcvFields, w[:]); err != nil {
 		return nil, err
 	}
 	d := decoder{}
-	ts := d.timestamp("timestamp", w.Timestamp)
-	coin := d.text("coinId", w.CoinID)
-	exchange := d.exchange(w.ExchangeID)
-	timeframe := d.text("timeframe", w.Timeframe)
-	open, high := d.positive("open", w.Open), d.positive("high", w.High)
-	low, closing := d.positive("low", w.Low), d.positive("close", w.Close)
-	volume := d.number("volume", w.Volume)
+	ts := d.timestamp("timestamp", w[oTimestamp])
+	coin := d.text("coinId", w[oCoinID])
+	exchange := d.exchange(w[oExchangeID])
+	timeframe := d.text("timeframe", w[oTimeframe])
+	open, high := d.positive("open", w[oOpen]), d.positive("high", w[oHigh])
+	low, closing := d.positive("low", w[oLow]), d.positive("close", w[oClose])
+	volume := d.number("volume", w[oVolume])
 	row := []any{ts, coin, exchange, timeframe, open, high, low, closing, volume,
-		d.text("source", w.Source), d.text("attribution", w.Attribution)}
+		d.text("source", w[oSource]), d.text("attribution", w[oAttribution])}
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -148,45 +158,50 @@ var Analytics = &Kind{
 	decode: decodeAnalytics,
 }
 
-type analyticsWire struct {
-	Timestamp              raw `json:"timestamp"`
-	TotalMarketCap         raw `json:"totalMarketCap"`
-	TotalVolume            raw `json:"totalVolume"`
-	BTCDominance           raw `json:"btcDominance"`
-	ActiveCryptocurrencies raw `json:"activeCryptocurrencies"`
-	Markets                raw `json:"markets"`
-	MarketCapChange24h     raw `json:"marketCapChange24h"`
-	Source                 raw `json:"source"`
-	Attribution            raw `json:"attribution"`
-	ExchangeID             raw `json:"exchangeId"`
-	ETHDominance           raw `json:"ethDominance"`
-}
+// analyticsFields are the wire names of analytics' fields, indexed by the
+// a* constants.
+var analyticsFields = []string{"timestamp", "totalMarketCap", "totalVolume", "btcDominance", "activeCryptocurrencies",
+	"markets", "marketCapChange24h", "source", "attribution", "exchangeId", "ethDominance"}
+
+const (
+	aTimestamp = iota
+	aTotalMarketCap
+	aTotalVolume
+	aBTCDominance
+	aActiveCryptocurrencies
+	aMarkets
+	aMarketCapChange24h
+	aSource
+	aAttribution
+	aExchangeID
+	aETHDominance
+)
 
 func decodeAnalytics(data []byte) ([]any, error) {
-	var w analyticsWire
-	if err := decodeObject(data, &w); err != nil {
+	var w [11]raw
+	if err := decodeObject(data, analyticsFields, w[:]); err != nil {
 		return nil, err
 	}
 	d := decoder{}
 	exchange := any(GlobalExchange)
-	if !w.ExchangeID.isNull() {
-		exchange = d.exchange(w.ExchangeID)
+	if !w[aExchangeID].isNull() {
+		exchange = d.exchange(w[aExchangeID])
 	}
 	row := []any{
-		d.timestamp("timestamp", w.Timestamp),
+		d.timestamp("timestamp", w[aTimestamp]),
 		exchange,
-		d.number("totalMarketCap", w.TotalMarketCap),
-		d.number("totalVolume", w.TotalVolume),
-		d.dominance("btcDominance", w.BTCDominance),
+		d.number("totalMarketCap", w[aTotalMarketCap]),
+		d.number("totalVolume", w[aTotalVolume]),
+		d.dominance("btcDominance", w[aBTCDominance]),
 		nil,
-		d.integer("activeCryptocurrencies", w.ActiveCryptocurrencies),
-		d.integer("markets", w.Markets),
-		d.number("marketCapChange24h", w.MarketCapChange24h),
-		d.text("source", w.Source),
-		d.text("attribution", w.Attribution),
+		d.integer("activeCryptocurrencies", w[aActiveCryptocurrencies]),
+		d.integer("markets", w[aMarkets]),
+		d.number("marketCapChange24h", w[aMarketCapChange24h]),
+		d.text("source", w[aSource]),
+		d.text("attribution", w[aAttribution]),
 	}
-	if !w.ETHDominance.isNull() {
-		row[5] = d.dominance("ethDominance", w.ETHDominance)
+	if !w[aETHDominance].isNull() {
+		row[5] = d.dominance("ethDominance", w[aETHDominance])
 	}
 	return row, d.err
 }

@@ -32,22 +32,32 @@ const (
 // error that names it. It aliases the message, which is never mutated.
 type raw []byte
 
-// UnmarshalJSON keeps a sub-slice of the input; json.Unmarshal hands over a
-// slice of the caller's buffer, which outlives the decoded struct.
-func (r *raw) UnmarshalJSON(b []byte) error {
-	*r = b
-	return nil
-}
-
 func (r raw) isNull() bool {
 	return len(r) == 0 || bytes.Equal(r, []byte("null"))
 }
 
-func decodeObject(data []byte, into any) error {
-	if err := json.Unmarshal(data, into); err != nil {
+// decodeObject scans a message into the raw values of the named fields.
+func decodeObject(data []byte, fields []string, out []raw) error {
+	if err := scanObject(data, fields, out); err != nil {
 		return result.Wrap(result.Business, CodeInvalidJSON, err, "message is not a JSON object of the wire format")
 	}
 	return nil
+}
+
+// unquote returns the text of a JSON string value.
+func unquote(r raw) (string, bool) {
+	if len(r) < 2 || r[0] != '"' {
+		return "", false
+	}
+	body := r[1 : len(r)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return string(body), true
+	}
+	var s string
+	if json.Unmarshal(r, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 func missing(field string) error {
@@ -70,8 +80,8 @@ func text(field string, r raw) (string, error) {
 	if r.isNull() {
 		return "", missing(field)
 	}
-	var s string
-	if err := json.Unmarshal(r, &s); err != nil {
+	s, ok := unquote(r)
+	if !ok {
 		return "", invalid(field, r, "not a string")
 	}
 	if s = strings.TrimSpace(s); s == "" {
@@ -85,15 +95,15 @@ func number(field string, r raw) (pgtype.Numeric, error) {
 	if r.isNull() {
 		return pgtype.Numeric{}, missing(field)
 	}
-	lit := r
-	if lit[0] == '"' {
-		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
+	lit := string(r)
+	if r[0] == '"' {
+		s, ok := unquote(r)
+		if !ok {
 			return pgtype.Numeric{}, invalid(field, r, "not a decimal")
 		}
-		lit = raw(strings.TrimSpace(s))
+		lit = strings.TrimSpace(s)
 	}
-	n, err := decimal.Parse(string(lit))
+	n, err := decimal.Parse(lit)
 	if err != nil {
 		return pgtype.Numeric{}, invalid(field, r, "not a decimal")
 	}
@@ -127,8 +137,8 @@ func timestamp(field string, r raw) (time.Time, error) {
 		return time.Time{}, missing(field)
 	}
 	if r[0] == '"' {
-		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
+		s, ok := unquote(r)
+		if !ok {
 			return time.Time{}, invalid(field, r, "not a timestamp")
 		}
 		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
