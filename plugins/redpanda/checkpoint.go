@@ -55,11 +55,14 @@ type partitionWindow struct {
 	replayAt time.Time
 	attempts map[int64]int
 
-	// ackedUncommitted counts the records of the acked prefix that are not
-	// yet committed; committable is the offset after that prefix.
-	ackedUncommitted int
-	committable      kgo.EpochOffset
-	committed        int64
+	// ackedTotal counts the records that ever joined the acked prefix and
+	// committedTotal those of them covered by a commit; committable is the
+	// offset after the prefix. Counting totals, rather than subtracting what
+	// a commit covered, stays exact when two commits overlap.
+	ackedTotal     int
+	committedTotal int
+	committable    kgo.EpochOffset
+	committed      int64
 
 	// detached is set once the partition is revoked or lost: acks that
 	// arrive afterwards change nothing.
@@ -89,7 +92,12 @@ func (w *partitionWindow) add(recs []*kgo.Record, now time.Time) {
 
 // used is how many records are past the committed offset.
 func (w *partitionWindow) used() int {
-	return len(w.slots) + w.ackedUncommitted
+	return len(w.slots) + w.ackedUncommitted()
+}
+
+// ackedUncommitted is how many acked records wait for a commit.
+func (w *partitionWindow) ackedUncommitted() int {
+	return w.ackedTotal - w.committedTotal
 }
 
 // next hands out the records to send downstream now, at most max of them.
@@ -149,7 +157,7 @@ func (w *partitionWindow) ack(recs []*kgo.Record) bool {
 	}
 	last := w.slots[n-1]
 	w.committable = kgo.EpochOffset{Epoch: last.epoch, Offset: last.offset + 1}
-	w.ackedUncommitted += n
+	w.ackedTotal += n
 	w.slots = w.slots[n:]
 	return true
 }
@@ -175,28 +183,30 @@ func (w *partitionWindow) nack(recs []*kgo.Record, now time.Time) time.Duration 
 	return w.replayAt.Sub(now)
 }
 
-// pendingCommit returns the offset to commit and the number of records it
+// pendingCommit returns the offset to commit and the acked total it
 // covers, or false when everything acked is committed already.
 func (w *partitionWindow) pendingCommit() (kgo.EpochOffset, int, bool) {
 	if w.committable.Offset <= w.committed {
 		return kgo.EpochOffset{}, 0, false
 	}
-	return w.committable, w.ackedUncommitted, true
+	return w.committable, w.ackedTotal, true
 }
 
-// commitDone records that offset, covering covered records, was committed.
-func (w *partitionWindow) commitDone(offset int64, covered int) {
+// commitDone records that offset, covering the acked total ackedTotal, was
+// committed.
+func (w *partitionWindow) commitDone(offset int64, ackedTotal int) {
 	if offset <= w.committed {
 		return
 	}
 	w.committed = offset
-	w.ackedUncommitted -= covered
+	w.committedTotal = max(w.committedTotal, ackedTotal)
 }
 
 // wantsCommit reports whether the partition should be committed now rather
 // than at the next commit period: half its window is acked and waiting.
 func (w *partitionWindow) wantsCommit() bool {
-	return w.ackedUncommitted > 0 && w.ackedUncommitted*2 >= w.limit
+	n := w.ackedUncommitted()
+	return n > 0 && n*2 >= w.limit
 }
 
 // dropUndelivered forgets what has not been handed downstream, for a revoked

@@ -43,6 +43,7 @@ func TestWindowCommitsOnlyTheContiguousAckedPrefix(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 10}, eo)
 	assert.Equal(t, 10, covered)
+	assert.Equal(t, 10, w.used(), "acked but uncommitted records still fill the window")
 	assert.Equal(t, 0, w.outstanding)
 
 	w.commitDone(eo.Offset, covered)
@@ -128,6 +129,21 @@ func TestWindowBoundsMessagesPastTheCommittedOffset(t *testing.T) {
 	eo, covered, _ := w.pendingCommit()
 	w.commitDone(eo.Offset, covered)
 	assert.Len(t, w.next(4, now), 4)
+}
+
+func TestWindowOverlappingCommitsKeepTheCountExact(t *testing.T) {
+	now := time.Now()
+	w := newPartitionWindow(100)
+	w.add(records(0, 20), now)
+	w.ack(w.next(10, now))
+	first, firstTotal, _ := w.pendingCommit()
+	w.ack(w.next(10, now))
+	second, secondTotal, _ := w.pendingCommit()
+
+	w.commitDone(second.Offset, secondTotal) // the later commit finishes first
+	w.commitDone(first.Offset, firstTotal)
+	assert.Equal(t, int64(20), w.committed)
+	assert.Equal(t, 0, w.used())
 }
 
 func TestWindowAlwaysLetsOneBatchOutWhenEmpty(t *testing.T) {

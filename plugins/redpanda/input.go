@@ -609,9 +609,9 @@ func (r *reader) commitLoop(ctx context.Context, cl *kgo.Client) {
 // partition when only is nil.
 func (r *reader) commit(ctx context.Context, cl *kgo.Client, only map[topicPartition]*partitionWindow) error {
 	type covered struct {
-		w      *partitionWindow
-		offset int64
-		count  int
+		w          *partitionWindow
+		offset     int64
+		ackedTotal int
 	}
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	var done []covered
@@ -655,7 +655,7 @@ func (r *reader) commit(ctx context.Context, cl *kgo.Client, only map[topicParti
 	}
 	r.mu.Lock()
 	for _, c := range done {
-		c.w.commitDone(c.offset, c.count)
+		c.w.commitDone(c.offset, c.ackedTotal)
 	}
 	r.broadcastLocked()
 	r.mu.Unlock()
