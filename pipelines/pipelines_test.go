@@ -6,12 +6,15 @@ package pipelines_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,12 +31,35 @@ func env(broker *testenv.Broker, dsn string) []string {
 	return []string{"REDPANDA_BROKERS=" + broker.SeedList(), "DATABASE_URL=" + dsn}
 }
 
+// qiflowProcess is a running qiflow and the address of its HTTP server.
+type qiflowProcess struct {
+	*testenv.Process
+	http string
+}
+
 // qiflow runs the binary with a command and files, its HTTP server on a
 // free loopback port.
-func qiflow(t *testing.T, env []string, command string, files ...string) *testenv.Process {
+func qiflow(t *testing.T, env []string, command string, files ...string) qiflowProcess {
 	bin := testenv.BuildBinary(t, "./cmd/qiflow")
-	args := append([]string{command, "--set", fmt.Sprintf("http.address=127.0.0.1:%d", testenv.FreePort(t))}, files...)
-	return testenv.StartProcess(t, bin, env, args...)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	args := append([]string{command, "--set", "http.address=" + addr}, files...)
+	return qiflowProcess{testenv.StartProcess(t, bin, env, args...), addr}
+}
+
+// metric sums the samples of a counter on the process's /metrics.
+func (p qiflowProcess) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.http + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err, "/metrics is in the Prometheus text format")
+	sum := 0.0
+	for _, m := range families[name].GetMetric() {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
 }
 
 func newBroker(t *testing.T, opts ...testenv.BrokerOption) *testenv.Broker {
@@ -71,7 +97,7 @@ func rowCount(t *testing.T, dsn, table string) int {
 	return n
 }
 
-func waitCommitted(t *testing.T, broker *testenv.Broker, group, topic string, timeout time.Duration, proc *testenv.Process) {
+func waitCommitted(t *testing.T, broker *testenv.Broker, group, topic string, timeout time.Duration, proc qiflowProcess) {
 	t.Helper()
 	broker.WaitForCommit(t, group, topic, timeout, proc.Output)
 }
@@ -85,7 +111,7 @@ func priceMessage(i int) []byte {
 		i%50, i%50, 1+i%1000, baseMillis+int64(i/50)*1000)
 }
 
-func stop(t *testing.T, proc *testenv.Process) {
+func stop(t *testing.T, proc qiflowProcess) {
 	t.Helper()
 	require.NoError(t, proc.Signal(syscall.SIGTERM))
 	code, err := proc.Wait(30 * time.Second)
@@ -130,6 +156,8 @@ func TestIngestPipelinesWriteGoodMessagesAndDeadLetterBadOnes(t *testing.T) {
 	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 60*time.Second, proc)
 	waitCommitted(t, broker, "qiflow-ohlcv", "crypto-ohlcv", 60*time.Second, proc)
 	waitCommitted(t, broker, "qiflow-analytics", "crypto-analytics", 60*time.Second, proc)
+	assert.Equal(t, float64(good+2), proc.metric(t, "timescale_rows_written"))
+	assert.Equal(t, float64(len(badPrices)+3), proc.metric(t, "timescale_rows_dead_lettered"))
 	stop(t, proc)
 
 	assert.Equal(t, good, rowCount(t, dsn, "crypto_prices"))

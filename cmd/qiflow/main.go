@@ -15,6 +15,7 @@ import (
 
 	"github.com/qicore/qiflow/internal/result"
 	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
+	_ "github.com/qicore/qiflow/plugins/prometheus"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
 	_ "github.com/qicore/qiflow/plugins/timescale_output"
 )

@@ -1,0 +1,175 @@
+// Package prometheus provides the prometheus metrics exporter: every Benthos
+// and qiflow metric, served in the Prometheus text format at /metrics of the
+// HTTP server.
+package prometheus
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// Field names.
+const (
+	fieldPrefix           = "prefix"
+	fieldProcessMetrics   = "add_process_metrics"
+	fieldGoMetrics        = "add_go_metrics"
+	fieldHistogramBuckets = "histogram_buckets"
+)
+
+func spec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Summary("Serves every metric in the Prometheus text format at `/metrics` of the HTTP server.").
+		Description("Counters stay counters, gauges stay gauges, and timers (named `…_ns`) become histograms in seconds (named `…_seconds`). The qiflow plugins' own metrics, such as `timescale_rows_written` or `timescale_end_to_end_latency_ns`, appear next to Benthos's.").
+		Fields(
+			service.NewStringField(fieldPrefix).
+				Description("A prefix for every metric name, e.g. `qiflow`.").
+				Default("").
+				Example("qiflow"),
+			service.NewBoolField(fieldProcessMetrics).
+				Description("Also export the process's CPU, memory and file descriptors.").
+				Default(true),
+			service.NewBoolField(fieldGoMetrics).
+				Description("Also export the Go runtime's metrics: goroutines, GC, heap.").
+				Default(true),
+			service.NewFloatListField(fieldHistogramBuckets).
+				Description("Bucket upper bounds, in seconds, of the histograms made from timers.").
+				Default([]any{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}),
+		)
+}
+
+func init() {
+	err := service.RegisterMetricsExporter("prometheus", spec(),
+		func(conf *service.ParsedConfig, _ *service.Logger) (service.MetricsExporter, error) {
+			return newExporterFromConfig(conf)
+		})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// exporter keeps one vector per metric name in its own registry.
+type exporter struct {
+	prefix   string
+	buckets  []float64
+	registry *prometheus.Registry
+
+	mu      sync.Mutex
+	vectors map[string]prometheus.Collector
+}
+
+func newExporterFromConfig(conf *service.ParsedConfig) (*exporter, error) {
+	prefix, err := conf.FieldString(fieldPrefix)
+	if err != nil {
+		return nil, err
+	}
+	buckets, err := conf.FieldFloatList(fieldHistogramBuckets)
+	if err != nil {
+		return nil, err
+	}
+	e := &exporter{prefix: prefix, buckets: buckets, registry: prometheus.NewRegistry(), vectors: map[string]prometheus.Collector{}}
+	if on, err := conf.FieldBool(fieldProcessMetrics); err != nil {
+		return nil, err
+	} else if on {
+		e.registry.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if on, err := conf.FieldBool(fieldGoMetrics); err != nil {
+		return nil, err
+	} else if on {
+		e.registry.MustRegister(collectors.NewGoCollector())
+	}
+	return e, nil
+}
+
+// metricName turns a Benthos metric name into a valid Prometheus one.
+func (e *exporter) metricName(name string) string {
+	if e.prefix != "" {
+		name = e.prefix + "_" + name
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == ':':
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// vector returns the collector registered under name, creating it with
+// create the first time. A name reused with other labels or another kind
+// keeps its first definition; the later user gets a detached collector, so
+// a misnamed metric cannot break the endpoint.
+func vector[V prometheus.Collector](e *exporter, name string, create func() V) V {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if existing, ok := e.vectors[name]; ok {
+		if v, ok := existing.(V); ok {
+			return v
+		}
+		return create()
+	}
+	v := create()
+	var already prometheus.AlreadyRegisteredError
+	if err := e.registry.Register(v); err != nil && !errors.As(err, &already) {
+		return v
+	}
+	e.vectors[name] = v
+	return v
+}
+
+func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
+	name = e.metricName(name)
+	vec := vector(e, name, func() *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labelKeys)
+	})
+	return func(labelValues ...string) service.MetricsExporterCounter {
+		return counter{vec.WithLabelValues(labelValues...)}
+	}
+}
+
+func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
+	name = e.metricName(strings.TrimSuffix(name, "_ns") + "_seconds")
+	vec := vector(e, name, func() *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timer " + name, Buckets: e.buckets}, labelKeys)
+	})
+	return func(labelValues ...string) service.MetricsExporterTimer {
+		return timer{vec.WithLabelValues(labelValues...)}
+	}
+}
+
+func (e *exporter) NewGaugeCtor(name string, labelKeys ...string) service.MetricsExporterGaugeCtor {
+	name = e.metricName(name)
+	vec := vector(e, name, func() *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labelKeys)
+	})
+	return func(labelValues ...string) service.MetricsExporterGauge {
+		return gauge{vec.WithLabelValues(labelValues...)}
+	}
+}
+
+// HandlerFunc serves the registry at /metrics of the Benthos HTTP server.
+func (e *exporter) HandlerFunc() http.HandlerFunc {
+	return promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}).ServeHTTP
+}
+
+func (e *exporter) Close(context.Context) error { return nil }
+
+type counter struct{ c prometheus.Counter }
+
+func (c counter) Incr(n int64) { c.c.Add(float64(n)) }
+
+type timer struct{ o prometheus.Observer }
+
+func (t timer) Timing(ns int64) { t.o.Observe(float64(ns) / 1e9) }
+
+type gauge struct{ g prometheus.Gauge }
+
+func (g gauge) Set(v int64) { g.g.Set(float64(v)) }
