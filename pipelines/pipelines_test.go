@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -119,11 +121,23 @@ func stop(t *testing.T, proc qiflowProcess) {
 	assert.Equal(t, 0, code, "SIGTERM stops qiflow cleanly:\n%s", proc.Output())
 }
 
-func TestShippedPipelinesLint(t *testing.T) {
+func TestEveryShippedFileLints(t *testing.T) {
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	require.Subset(t, files, []string{"prices.yaml", "ohlcv.yaml", "analytics.yaml", "feed.yaml", "schema.yaml", "topics.yaml"})
 	bin := testenv.BuildBinary(t, "./cmd/qiflow")
-	out, err := exec.Command(bin, "lint", "prices.yaml", "ohlcv.yaml", "analytics.yaml").CombinedOutput()
+	out, err := exec.Command(bin, append([]string{"lint"}, files...)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Empty(t, string(out))
+}
+
+func TestLintNamesTheFileAndLineOfABadSpec(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "schema.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("tables:\n  - name: x\n    bogus: 1\n"), 0o600))
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	out, err := exec.Command(bin, "lint", bad, "prices.yaml").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), bad+`:3: table: unknown key "bogus"`)
 }
 
 func TestIngestPipelinesWriteGoodMessagesAndDeadLetterBadOnes(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -14,7 +15,9 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	"github.com/qicore/qiflow/internal/result"
+	exchangerouter "github.com/qicore/qiflow/plugins/exchange_router"
 	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
+	_ "github.com/qicore/qiflow/plugins/market_data"
 	_ "github.com/qicore/qiflow/plugins/prometheus"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
 	_ "github.com/qicore/qiflow/plugins/timescale_output"
@@ -32,19 +35,51 @@ var (
 const exitHalted = 3
 
 func main() {
+	args := os.Args
+	specFailed := false
+	if len(args) > 1 && args[1] == "lint" {
+		rest, linted, failed := lintSpecs(args[2:], os.Stderr)
+		specFailed = failed
+		if linted && !hasFile(rest) {
+			os.Exit(boolToCode(failed))
+		}
+		args = append(args[:2:2], rest...)
+	}
 	code, err := service.RunCLIToCode(context.Background(),
+		service.CLIOptSetArgs(args...),
 		service.CLIOptSetBinaryName("qiflow"),
 		service.CLIOptSetProductName("qiflow"),
 		service.CLIOptSetVersion(fmt.Sprintf("%s (commit %s)", version, commit), date),
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
+		service.CLIOptAddCommand(exchangerouter.CLICommand()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+	}
+	if specFailed && code == 0 {
+		code = 1
 	}
 	if halted := result.Halted(); halted != nil && code == 0 {
 		fmt.Fprintf(os.Stderr, "qiflow stopped: %v\n", halted)
 		code = exitHalted
 	}
 	os.Exit(code)
+}
+
+// hasFile reports whether args name anything but flags.
+func hasFile(args []string) bool {
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			return true
+		}
+	}
+	return false
+}
+
+func boolToCode(failed bool) int {
+	if failed {
+		return 1
+	}
+	return 0
 }

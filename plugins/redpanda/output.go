@@ -214,8 +214,9 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	}
 	pending := make([]int, 0, len(batch))
 	records := make([]*kgo.Record, len(batch))
+	fields := w.interpolators(batch)
 	for i, msg := range batch {
-		rec, err := w.record(batch, i, msg)
+		rec, err := w.record(fields, i, msg)
 		if err != nil {
 			fail(i, err)
 			continue
@@ -282,29 +283,46 @@ func (w *writer) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record
 	return cl.ProduceSync(ctx, recs...)
 }
 
+// batchInterpolators evaluate the interpolated fields for one batch; made
+// once per batch, they avoid copying the batch for every message.
+type batchInterpolators struct {
+	topic, key, partition *service.MessageBatchInterpolationExecutor
+}
+
+func (w *writer) interpolators(batch service.MessageBatch) batchInterpolators {
+	b := batchInterpolators{topic: batch.InterpolationExecutor(w.topic)}
+	if w.key != nil {
+		b.key = batch.InterpolationExecutor(w.key)
+	}
+	if w.partition != nil {
+		b.partition = batch.InterpolationExecutor(w.partition)
+	}
+	return b
+}
+
 // record builds the record of message i, or a BUSINESS error saying why the
 // message cannot become one.
-func (w *writer) record(batch service.MessageBatch, i int, msg *service.Message) (*kgo.Record, error) {
+func (w *writer) record(fields batchInterpolators, i int, msg *service.Message) (*kgo.Record, error) {
 	value, err := msg.AsBytes()
 	if err != nil {
 		return nil, result.Wrap(result.Business, "unreadable_message", err, "read message")
 	}
 	rec := &kgo.Record{Value: value}
-	if rec.Topic, err = batch.TryInterpolatedString(i, w.topic); err != nil {
+	if rec.Topic, err = fields.topic.TryString(i); err != nil {
 		return nil, result.Wrap(result.Business, "interpolation", err, "topic")
 	}
 	if rec.Topic == "" {
 		return nil, result.New(result.Business, "empty_topic", "topic resolves to an empty string")
 	}
-	if w.key != nil {
-		key, err := batch.TryInterpolatedBytes(i, w.key)
+	if fields.key != nil {
+		key, err := fields.key.TryBytes(i)
 		if err != nil {
 			return nil, result.Wrap(result.Business, "interpolation", err, "key")
 		}
 		rec.Key = key
 	}
-	if w.partition != nil {
-		p, err := batch.TryInterpolatedString(i, w.partition)
+	if fields.partition != nil {
+		p, err := fields.partition.TryString(i)
 		if err != nil {
 			return nil, result.Wrap(result.Business, "interpolation", err, "partition")
 		}
