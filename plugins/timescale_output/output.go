@@ -300,6 +300,10 @@ func (o *output) connectLocked(ctx context.Context) error {
 		return err
 	}
 	cfg.MaxConns = int32(o.conf.poolSize)
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerNumericCodec(conn.TypeMap())
+		return nil
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
