@@ -19,45 +19,6 @@ import (
 	"github.com/qicore/qiflow/internal/testenv"
 )
 
-// undescribed returns the paths of fields in a JSON component spec that have
-// no description.
-func undescribed(prefix string, fields []any) []string {
-	var missing []string
-	for _, f := range fields {
-		field := f.(map[string]any)
-		path := prefix + field["name"].(string)
-		if desc, _ := field["description"].(string); desc == "" {
-			missing = append(missing, path)
-		}
-		if children, ok := field["children"].([]any); ok {
-			missing = append(missing, undescribed(path+".", children)...)
-		}
-	}
-	return missing
-}
-
-func TestEveryFieldIsDescribed(t *testing.T) {
-	var view *service.ConfigView
-	service.GlobalEnvironment().WalkProcessors(func(name string, v *service.ConfigView) {
-		if name == "exchange_router" {
-			view = v
-		}
-	})
-	require.NotNil(t, view, "exchange_router is registered")
-	raw, err := view.FormatJSON()
-	require.NoError(t, err)
-	var spec struct {
-		Summary string `json:"summary"`
-		Config  struct {
-			Children []any `json:"children"`
-		} `json:"config"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &spec))
-	assert.NotEmpty(t, spec.Summary)
-	require.NotEmpty(t, spec.Config.Children)
-	assert.Empty(t, undescribed("", spec.Config.Children), "fields without a description")
-}
-
 func TestLintRulesCatchAMismatchedTopicAndStrategy(t *testing.T) {
 	for _, yaml := range []string{
 		"exchange_router:\n  topic: crypto-prices.{exchange}\n  partitions: 12",
