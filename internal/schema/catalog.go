@@ -163,7 +163,7 @@ ORDER BY a.attnum`, t.oid)
 			return nil, fmt.Errorf("inspect columns of %s: %w", name, err)
 		}
 		if def.Valid {
-			c.Default = catalogDefault(def.String)
+			c.Default = catalogDefault(def.String, c.Type)
 		}
 		t.columns = append(t.columns, c)
 	}

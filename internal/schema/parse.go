@@ -114,7 +114,7 @@ func (p *parser) strs(n *yaml.Node, what string) []string {
 // ident reads a name that will become a SQL identifier.
 func (p *parser) ident(n *yaml.Node, what string) string {
 	s := p.str(n, what)
-	if n != nil && s != "" && !identPattern.MatchString(s) {
+	if n != nil && !identPattern.MatchString(s) {
 		p.errorf(p.line(n), "%s %q must be a lower-case SQL name: letters, digits and _, at most 63, not starting with a digit", what, s)
 	}
 	return s
@@ -259,6 +259,9 @@ func (p *parser) table(n *yaml.Node) Table {
 		}
 		p.required(cm, cn, what+" check", "name", "column", "in")
 		c := Check{Name: p.ident(cm["name"], "check name"), Column: p.ident(cm["column"], "check column"), In: p.strs(cm["in"], "check in")}
+		if cm["in"] != nil && len(c.In) == 0 {
+			p.errorf(p.line(cm["in"]), "check %s: in must list at least one value", c.Name)
+		}
 		if cm["column"] != nil {
 			p.columnOf(cm["column"], &t, "check "+c.Name, c.Column)
 		}
@@ -288,7 +291,7 @@ func (p *parser) column(n *yaml.Node, table string) Column {
 		c.Type = t
 	}
 	if dn := m["default"]; dn != nil {
-		c.Default = p.defaultValue(dn, c.Name)
+		c.Default = p.defaultValue(dn, c.Name, c.Type)
 	}
 	return c
 }
@@ -296,7 +299,11 @@ func (p *parser) column(n *yaml.Node, table string) Column {
 // defaultValue reads a column default. A YAML number or boolean is used as
 // is, now() and CURRENT_TIMESTAMP are the functions they name, and any
 // other string is a string literal: `default: global` means 'global'.
-func (p *parser) defaultValue(n *yaml.Node, column string) string {
+//
+// A quoted number for a numeric column, or a quoted true or false for a
+// boolean one, is the number or boolean: PostgreSQL stores it so, and
+// quoting it would make every plan see a change.
+func (p *parser) defaultValue(n *yaml.Node, column, columnType string) string {
 	if n.Kind == yaml.ScalarNode {
 		switch n.Tag {
 		case "!!int", "!!float", "!!bool":
@@ -306,8 +313,13 @@ func (p *parser) defaultValue(n *yaml.Node, column string) string {
 			}
 			return d
 		case "!!str":
-			if d, ok := defaultFunctionOK[strings.ToLower(strings.TrimSpace(n.Value))]; ok && d != "true" && d != "false" {
+			v := strings.TrimSpace(n.Value)
+			if d, ok := defaultFunctionOK[strings.ToLower(v)]; ok && d != "true" && d != "false" {
 				return d
+			}
+			if (isNumericType(columnType) && numberPattern.MatchString(v)) ||
+				(columnType == "boolean" && (strings.EqualFold(v, "true") || strings.EqualFold(v, "false"))) {
+				return strings.ToLower(v)
 			}
 			return literal(n.Value)
 		}
@@ -454,6 +466,9 @@ func (p *parser) aggregate(n *yaml.Node, spec *Spec) ContinuousAggregate {
 		if wm != nil {
 			p.required(wm, wn, what+" where", "column", "in")
 			ca.Where = &Filter{Column: p.ident(wm["column"], "where column"), In: p.strs(wm["in"], "where in")}
+			if wm["in"] != nil && len(ca.Where.In) == 0 {
+				p.errorf(p.line(wm["in"]), "where: in must list at least one value")
+			}
 			if wm["column"] != nil {
 				check(wm["column"], ca.Where.Column)
 			}

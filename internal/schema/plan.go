@@ -509,20 +509,25 @@ func (pl *planner) planColumnstore(t *Table, live *liveTable) {
 }
 
 // planPolicy adds the steps that turn policy have into want: add, replace
-// (remove then add) or remove. shorterIsDestructive marks a replacement
-// with a shorter interval as destructive (retention).
-func (pl *planner) planPolicy(table, what string, have, want *Interval, remove, add string, shorterIsDestructive bool) {
+// (remove then add) or remove. dropsData marks as destructive the steps
+// that can delete rows (retention): adding the policy to a table with
+// rows, or shortening it.
+func (pl *planner) planPolicy(table, what string, have, want *Interval, remove, add string, dropsData bool) {
 	switch {
 	case have == nil && want == nil:
 	case have == nil:
-		pl.add(Step{Description: fmt.Sprintf("add %s to %s: after %s", what, table, want), SQL: add})
+		pl.add(Step{
+			Description: fmt.Sprintf("add %s to %s: after %s", what, table, want),
+			SQL:         add,
+			Destructive: dropsData && pl.hasRows[table],
+		})
 	case want == nil:
 		pl.add(Step{Description: fmt.Sprintf("remove %s of %s (not in the spec)", what, table), SQL: remove})
 	case !have.Equal(*want):
 		pl.add(Step{
 			Description: fmt.Sprintf("change %s of %s from %s to %s", what, table, have, want),
 			SQL:         remove + ";\n" + add,
-			Destructive: shorterIsDestructive && want.approx() < have.approx(),
+			Destructive: dropsData && want.approx() < have.approx(),
 		})
 	}
 }

@@ -27,8 +27,26 @@ func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
 // quoteQualified returns schema.name as a quoted SQL identifier.
 func quoteQualified(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
-// literal returns s as a SQL string literal.
-func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// literal returns s as a SQL string literal. A backslash makes it an
+// escape-string literal (E'…') with the backslash doubled, so the value
+// stays the same whatever standard_conforming_strings says.
+func literal(s string) string {
+	quoted := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.Contains(s, `\`) {
+		return "E" + strings.ReplaceAll(quoted, `\`, `\\`)
+	}
+	return quoted
+}
+
+// isNumericType reports whether a canonical column type holds numbers.
+func isNumericType(t string) bool {
+	for _, prefix := range []string{"smallint", "integer", "bigint", "numeric", "real", "double precision"} {
+		if strings.HasPrefix(t, prefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // typeRules maps a spelling of a column type to format_type's spelling.
 // Verb %[n]s of the canonical form is group n-1 of the pattern.
@@ -90,7 +108,7 @@ func canonicalType(s string) (string, error) {
 }
 
 var (
-	numberPattern     = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+	numberPattern     = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
 	stringLitPattern  = regexp.MustCompile(`^'([^']|'')*'$`)
 	trailingCast      = regexp.MustCompile(`::[a-z ]+(\([0-9, ]+\))?(\[\])?$`)
 	defaultFunctionOK = map[string]string{
@@ -112,13 +130,14 @@ func canonicalDefault(s string) (string, error) {
 	if numberPattern.MatchString(t) || stringLitPattern.MatchString(t) {
 		return t, nil
 	}
-	return "", fmt.Errorf("unsupported default %q (use now(), CURRENT_TIMESTAMP, true, false, a number or a 'quoted string')", s)
+	return "", fmt.Errorf("unsupported default %q (use now(), CURRENT_TIMESTAMP, true, false, a number without leading zeros or a 'quoted string')", s)
 }
 
 // catalogDefault rewrites pg_get_expr's rendering of a default into the
 // spelling canonicalDefault gives: 'global'::character varying becomes
-// 'global', and a quoted negative number loses its quotes.
-func catalogDefault(expr string) string {
+// 'global', and a quoted negative number of a numeric column loses its
+// quotes.
+func catalogDefault(expr, columnType string) string {
 	t := strings.TrimSpace(expr)
 	for {
 		stripped := trailingCast.ReplaceAllString(t, "")
@@ -130,7 +149,7 @@ func catalogDefault(expr string) string {
 	if strings.HasPrefix(t, "(") && strings.HasSuffix(t, ")") {
 		t = strings.TrimSpace(t[1 : len(t)-1])
 	}
-	if stringLitPattern.MatchString(t) && numberPattern.MatchString(t[1:len(t)-1]) && strings.HasPrefix(t, "'-") {
+	if isNumericType(columnType) && stringLitPattern.MatchString(t) && numberPattern.MatchString(t[1:len(t)-1]) && strings.HasPrefix(t, "'-") {
 		t = t[1 : len(t)-1]
 	}
 	return t

@@ -2,11 +2,13 @@ package schema_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -15,10 +17,21 @@ import (
 
 // refresh materializes every bucket of the aggregates. It runs outside a
 // transaction, as TimescaleDB requires.
+// refresh materializes the aggregates fully. TimescaleDB's own refresh
+// policies run in the background and may hold an aggregate for a moment
+// (SQLSTATE 55P03); the refresh is retried then.
 func refresh(t *testing.T, conn *pgx.Conn, aggregates ...string) {
 	t.Helper()
 	for _, a := range aggregates {
-		_, err := conn.Exec(context.Background(), "CALL refresh_continuous_aggregate($1, NULL, NULL)", a)
+		var err error
+		for range 50 {
+			_, err = conn.Exec(context.Background(), "CALL refresh_continuous_aggregate($1, NULL, NULL)", a)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		require.NoError(t, err, a)
 	}
 }

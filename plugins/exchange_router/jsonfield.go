@@ -31,7 +31,9 @@ func field(data []byte, path []string) (start, end int, found bool, err error) {
 	return 0, 0, false, nil
 }
 
-// member finds key among the top-level members of the object data.
+// member finds key among the top-level members of the object data. Like
+// the ingest decoders (and encoding/json), a later duplicate of the key
+// wins, so the router and the table see the same exchange.
 func member(data []byte, key string) (start, end int, found bool, err error) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
@@ -60,7 +62,7 @@ func member(data []byte, key string) (start, end int, found bool, err error) {
 			return 0, 0, false, errNotObject
 		}
 		if match {
-			return i, valueEnd, true, nil
+			start, end, found = i, valueEnd, true
 		}
 		i = skipSpace(data, valueEnd)
 		if i >= len(data) {
@@ -70,7 +72,7 @@ func member(data []byte, key string) (start, end int, found bool, err error) {
 		case ',':
 			i = skipSpace(data, i+1)
 		case '}':
-			return 0, 0, false, nil
+			return start, end, found, nil
 		default:
 			return 0, 0, false, errNotObject
 		}

@@ -181,10 +181,14 @@ func newFeedFromConfig(conf *service.ParsedConfig) (*feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if start == "" {
-		cfg.start = time.Now().UTC().Truncate(time.Minute)
-	} else if cfg.start, err = time.Parse(time.RFC3339, start); err != nil {
-		return nil, fmt.Errorf("%s: %w", mdFieldStartTime, err)
+	cfg.start = time.Now().UTC().Truncate(time.Minute)
+	if start != "" {
+		if cfg.start, err = time.Parse(time.RFC3339, start); err != nil {
+			return nil, fmt.Errorf("%s: %w", mdFieldStartTime, err)
+		}
+		if !cfg.start.Equal(cfg.start.Truncate(time.Minute)) {
+			return nil, fmt.Errorf("%s %s must be on a whole minute: candles close on minute boundaries", mdFieldStartTime, start)
+		}
 	}
 	gen, err := newGenerator(cfg)
 	if err != nil {
