@@ -316,3 +316,41 @@ func TestPlainPostgresTablesTakeThePipelinesRows(t *testing.T) {
 	require.Error(t, err, "the timeframe check holds")
 	assert.Equal(t, result.Business, result.CategoryOf(err))
 }
+
+// Defaults written as quoted numbers or booleans, or as numbers for text
+// columns, come back from the catalog in another spelling; a second plan
+// must still be empty.
+func TestDefaultsOfEveryKindAreIdempotent(t *testing.T) {
+	dsn, _ := freshDatabase(t)
+	conn := connect(t, dsn)
+	spec, err := schema.Parse("defaults.yaml", []byte(`
+tables:
+  - name: defaults
+    columns:
+      - { name: id,       type: bigint,        not_null: true }
+      - { name: quoted_n, type: integer,       default: "5" }
+      - { name: plain_n,  type: integer,       default: -7 }
+      - { name: money,    type: "numeric(10,2)", default: "-1.50" }
+      - { name: text_n,   type: text,          default: "-3" }
+      - { name: flag,     type: boolean,       default: "true" }
+      - { name: label,    type: varchar(16),   default: global }
+      - { name: at,       type: timestamptz,   default: now() }
+    primary_key: [id]
+`))
+	require.NoError(t, err)
+	apply(t, conn, spec, schema.ApplyOptions{})
+	assert.True(t, plan(t, conn, spec).Empty(), "a second plan is empty: %v", descriptions(plan(t, conn, spec).Steps))
+}
+
+func TestSpecRejectsNumbersWithLeadingZerosAndEmptyNames(t *testing.T) {
+	_, err := schema.Parse("bad.yaml", []byte(`
+tables:
+  - name: ""
+    columns:
+      - { name: n, type: integer, default: 007 }
+    primary_key: [n]
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bad.yaml:3:")
+	assert.Contains(t, err.Error(), "leading zeros")
+}

@@ -200,3 +200,11 @@ func TestInvalidConfigurationsAreRejected(t *testing.T) {
 		assert.Error(t, err, name)
 	}
 }
+
+// The router and the ingest decoders read a repeated key alike (the last
+// wins), so a rejected exchange cannot hide behind a known one.
+func TestARepeatedExchangeKeyIsReadAsIngestReadsIt(t *testing.T) {
+	r := testRouter(t, "topic: crypto-prices\npartitions: 12")
+	_, err := r.route([]byte(`{"exchangeId":"gdax","symbol":"BTC","exchangeId":"unlisted-exchange"}`))
+	assert.True(t, errorsIsCode(err, CodeUnknownExchange), "%v", err)
+}
