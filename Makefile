@@ -11,14 +11,16 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT  ?= 30m
 BENCH_TIME    ?= 1x
 
-.PHONY: build test test-race lint bench deps-test clean
+.PHONY: build test test-race lint bench demo deps-test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qiflow ./cmd/qiflow
 
-## deps-test: make sure the PostgreSQL server binaries the tests start are installed.
+## deps-test: install what the tests need: PostgreSQL's server binaries, and
+## docker-compose to validate the compose file.
 deps-test:
 	@scripts/require-postgres.sh
+	@scripts/require-docker-compose.sh
 
 test: deps-test
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -34,6 +36,13 @@ lint:
 
 bench: deps-test
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout $(TEST_TIMEOUT) ./... | scripts/bench-table.sh
+
+## demo: the whole data path on this machine: an in-process broker, PostgreSQL
+## (DATABASE_URL, or a throwaway cluster), the feed and the three ingest
+## pipelines, with a live summary. Ctrl-C stops it.
+demo: build
+	@[ -n "$$DATABASE_URL" ] || scripts/require-postgres.sh
+	bin/qiflow dev $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	"github.com/qicore/qiflow/internal/result"
+	"github.com/qicore/qiflow/plugins/devcmd"
 	exchangerouter "github.com/qicore/qiflow/plugins/exchange_router"
 	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
 	_ "github.com/qicore/qiflow/plugins/market_data"
@@ -53,6 +54,7 @@ func main() {
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),
+		service.CLIOptAddCommand(devcmd.CLICommand()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

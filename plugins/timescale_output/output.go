@@ -266,6 +266,11 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 		if o.deadLetter, err = conf.FieldOutput(fieldDeadLetter); err != nil {
 			return nil, err
 		}
+		// Start it now: it connects before the first dead letter, and Close
+		// then finds it running (an owned output never started cannot close).
+		if err := o.deadLetter.Prime(); err != nil {
+			return nil, fmt.Errorf("%s: %w", fieldDeadLetter, err)
+		}
 	}
 	return o, nil
 }

@@ -1,0 +1,143 @@
+package devcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	_ "github.com/qicore/qiflow/plugins/exchange_router"
+	_ "github.com/qicore/qiflow/plugins/market_data"
+	_ "github.com/qicore/qiflow/plugins/redpanda"
+	_ "github.com/qicore/qiflow/plugins/timescale_output"
+)
+
+const (
+	// feedStopTimeout bounds stopping the feed; what it has not produced
+	// by then is simply not produced.
+	feedStopTimeout = 10 * time.Second
+	// ingestStopTimeout bounds draining an ingest pipeline: writing and
+	// committing what it has in flight takes well under a second at the
+	// demo's rates.
+	ingestStopTimeout = 10 * time.Second
+)
+
+// pipelines are the running feed and ingest streams.
+type pipelines struct {
+	feed   *service.Stream
+	ingest []*service.Stream
+	names  []string // of the ingest pipelines
+	log    *slog.Logger
+	// failed receives the error of a stream that stopped by itself.
+	failed chan error
+}
+
+// startPipelines builds the feed and the three ingest pipelines of dir,
+// with the variables of env overriding the process environment, and runs
+// them: ingest first, so that it is consuming when the feed starts.
+func startPipelines(dir string, o options, env map[string]string) (*pipelines, error) {
+	lookup := func(name string) (string, bool) {
+		if v, ok := env[name]; ok {
+			return v, true
+		}
+		return os.LookupEnv(name)
+	}
+	build := func(name string, fields ...any) (*service.Stream, error) {
+		path := filepath.Join(dir, name)
+		conf, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read pipeline: %w", err)
+		}
+		b := service.NewStreamBuilder()
+		b.SetEnvVarLookupFunc(lookup)
+		b.SetLogger(o.log.With("pipeline", name))
+		if err := b.SetYAML(string(conf)); err != nil {
+			return nil, fmt.Errorf("pipeline %s: %w", path, err)
+		}
+		if len(fields) > 0 {
+			if err := b.SetFields(fields...); err != nil {
+				return nil, fmt.Errorf("pipeline %s: %w", path, err)
+			}
+		}
+		s, err := b.Build()
+		if err != nil {
+			return nil, fmt.Errorf("build pipeline %s: %w", path, err)
+		}
+		return s, nil
+	}
+	p := &pipelines{failed: make(chan error, 4), log: o.log}
+	for _, name := range []string{pipelineFiles.prices, pipelineFiles.ohlcv, pipelineFiles.analytics} {
+		s, err := build(name)
+		if err != nil {
+			return nil, errors.Join(err, p.stop())
+		}
+		p.ingest, p.names = append(p.ingest, s), append(p.names, name)
+		p.run(name, s)
+	}
+	feed, err := build(pipelineFiles.feed, "input.market_data.rate", strconv.Itoa(o.rate))
+	if err != nil {
+		return nil, errors.Join(err, p.stop())
+	}
+	p.feed = feed
+	p.run(pipelineFiles.feed, feed)
+	return p, nil
+}
+
+// run runs s until it is stopped, reporting on failed if it stops by
+// itself first. failed has room for every stream, so the goroutine ends
+// even when nobody reads.
+func (p *pipelines) run(name string, s *service.Stream) {
+	go func() {
+		// Run's context only aborts the wait; stop stops the stream.
+		if err := s.Run(context.Background()); err != nil {
+			p.failed <- fmt.Errorf("pipeline %s: %w", name, err)
+			return
+		}
+		p.failed <- fmt.Errorf("pipeline %s stopped by itself", name)
+	}()
+}
+
+// stop stops the feed, then drains the ingest pipelines, so that what was
+// produced is written and committed.
+func (p *pipelines) stop() error {
+	var errs []error
+	if p.feed != nil {
+		if err := p.feed.StopWithin(feedStopTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", pipelineFiles.feed, err))
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, st := range p.ingest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := st.StopWithin(ingestStopTimeout)
+			if err == nil {
+				return
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// The input has stopped and committed by the time the
+				// output closes; what times out here is the timescale
+				// output's close of a dead-letter output that never wrote.
+				p.log.Warn("pipeline did not finish closing; its offsets are committed", "pipeline", p.names[i], "timeout", ingestStopTimeout)
+				return
+			}
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("stop %s: %w", p.names[i], err))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
