@@ -205,17 +205,7 @@ func BenchmarkIngest(b *testing.B) {
 	res := &results{rates: map[string]float64{}, notes: map[string]string{}}
 
 	b.Run("a_qiflow_end_to_end", func(b *testing.B) {
-		for b.Loop() {
-			broker := testenv.NewBroker(b, testenv.WithTopics(12, "crypto-prices", "crypto-prices.dlq"))
-			n := produce(b, broker, benchRows, 0)
-			dsn, kind := pricesTable(b)
-			rate := qiflowRun(b, broker, dsn, n)
-			if got := count(b, dsn); got != benchRows {
-				b.Fatalf("%d rows, want %d", got, benchRows)
-			}
-			res.set("(a) qiflow end to end", rate, fmt.Sprintf("%d msgs → %s", n, kind))
-			b.ReportMetric(rate, "rows/s")
-		}
+		qiflowCase(b, res, "(a) qiflow end to end", 0, "rows/s")
 	})
 	b.Run("b_server_copy_from_file", func(b *testing.B) {
 		for b.Loop() {
@@ -248,17 +238,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 	b.Run("e_qiflow_2pct_duplicates", func(b *testing.B) {
-		for b.Loop() {
-			broker := testenv.NewBroker(b, testenv.WithTopics(12, "crypto-prices", "crypto-prices.dlq"))
-			n := produce(b, broker, benchRows, 50)
-			dsn, kind := pricesTable(b)
-			rate := qiflowRun(b, broker, dsn, n)
-			if got := count(b, dsn); got != benchRows {
-				b.Fatalf("%d rows, want %d", got, benchRows)
-			}
-			res.set("(e) qiflow, 2% replayed duplicates", rate, fmt.Sprintf("%d msgs → %s", n, kind))
-			b.ReportMetric(rate, "msgs/s")
-		}
+		qiflowCase(b, res, "(e) qiflow, 2% replayed duplicates", 50, "msgs/s")
 	})
 	b.Run("latency_at_5000_msgs", func(b *testing.B) {
 		for b.Loop() {
@@ -270,6 +250,23 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 	printTable(res)
+}
+
+// qiflowCase runs qiflow over benchRows price messages, plus one replayed
+// duplicate every duplicateEvery messages when that is not 0, and checks
+// that exactly benchRows rows result.
+func qiflowCase(b *testing.B, res *results, name string, duplicateEvery int, unit string) {
+	for b.Loop() {
+		broker := testenv.NewBroker(b, testenv.WithTopics(12, "crypto-prices", "crypto-prices.dlq"))
+		n := produce(b, broker, benchRows, duplicateEvery)
+		dsn, kind := pricesTable(b)
+		rate := qiflowRun(b, broker, dsn, n)
+		if got := count(b, dsn); got != benchRows {
+			b.Fatalf("%d rows, want %d", got, benchRows)
+		}
+		res.set(name, rate, fmt.Sprintf("%d msgs → %s", n, kind))
+		b.ReportMetric(rate, unit)
+	}
 }
 
 func printTable(res *results) {

@@ -85,7 +85,7 @@ func StartCluster() (*Cluster, error) {
 	// Another process may take the free port before the postmaster binds
 	// it; a couple of fresh ports make that race harmless.
 	for attempt := 1; ; attempt++ {
-		if c.port, err = freePort(); err == nil {
+		if c.port, err = FreePort(); err == nil {
 			err = c.Start()
 		}
 		if err == nil {
@@ -224,8 +224,8 @@ func timescaleInstalled(binDir string) bool {
 	return false
 }
 
-// freePort asks the kernel for an unused loopback port and releases it.
-func freePort() (int, error) {
+// FreePort asks the kernel for an unused loopback port and releases it.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
