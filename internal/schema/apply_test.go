@@ -354,3 +354,29 @@ tables:
 	assert.Contains(t, err.Error(), "bad.yaml:3:")
 	assert.Contains(t, err.Error(), "leading zeros")
 }
+
+func TestAddingRetentionToATableWithRowsIsDestructive(t *testing.T) {
+	conn := connect(t, timescaleDatabase(t))
+	apply(t, conn, edited(t, "      retention:\n        # Raw ticks are kept 180 days; the rollups below keep history.\n        drop_after: 180 days\n", ""), schema.ApplyOptions{})
+	_, err := conn.Exec(context.Background(), `INSERT INTO crypto_prices (last_updated, coin_id, symbol, exchange_id, usd_price, source, attribution)
+VALUES (now() - interval '400 days', 'btc', 'BTC', 'binance', 1, 's', 'a')`)
+	require.NoError(t, err)
+
+	p := plan(t, conn, shipped(t))
+	require.Len(t, p.Steps, 1, "%v", descriptions(p.Steps))
+	assert.True(t, p.Steps[0].Destructive, "a retention policy would drop the year-old row: %s", p.Steps[0].Description)
+}
+
+func TestEmptyInListsAreSpecErrors(t *testing.T) {
+	_, err := schema.Parse("in.yaml", []byte(`
+tables:
+  - name: t
+    columns:
+      - { name: tf, type: text, not_null: true }
+    primary_key: [tf]
+    checks:
+      - { name: t_tf_check, column: tf, in: [] }
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "in.yaml:8: check t_tf_check: in must list at least one value")
+}

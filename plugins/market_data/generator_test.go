@@ -182,3 +182,16 @@ func TestInvalidGeneratorConfigs(t *testing.T) {
 		assert.Error(t, err, name)
 	}
 }
+
+func TestStartTimeMustBeOnAWholeMinute(t *testing.T) {
+	conf, err := inputSpec().ParseYAML(`start_time: "2026-01-01T00:00:30Z"`, nil)
+	require.NoError(t, err)
+	_, err = newFeedFromConfig(conf)
+	require.Error(t, err, "a start off the minute would never close a candle")
+	assert.Contains(t, err.Error(), "whole minute")
+
+	conf, err = inputSpec().ParseYAML(`start_time: "2026-01-01T00:01:00Z"`, nil)
+	require.NoError(t, err)
+	_, err = newFeedFromConfig(conf)
+	require.NoError(t, err)
+}
