@@ -86,6 +86,17 @@ func timescaleDatabase(t *testing.T) string {
 	return testenv.Database(t)
 }
 
+// databaseFor is timescaleDatabase for a case that needs TimescaleDB and
+// freshDatabase otherwise.
+func databaseFor(t *testing.T, timescale bool) string {
+	t.Helper()
+	if timescale {
+		return timescaleDatabase(t)
+	}
+	dsn, _ := freshDatabase(t)
+	return dsn
+}
+
 func TestApplyToAnEmptyDatabaseCreatesEverythingAndASecondApplyChangesNothing(t *testing.T) {
 	dsn, timescale := freshDatabase(t)
 	conn := connect(t, dsn)
@@ -199,13 +210,7 @@ func TestASpecChangeYieldsExactlyThatChange(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var dsn string
-			if tc.timescale {
-				dsn = timescaleDatabase(t)
-			} else {
-				dsn, _ = freshDatabase(t)
-			}
-			conn := connect(t, dsn)
+			conn := connect(t, databaseFor(t, tc.timescale))
 			from, spec := shipped(t), edited(t, tc.old, tc.new)
 			if tc.reverse {
 				from, spec = spec, from
@@ -238,13 +243,7 @@ func TestDestructiveChangesAreRefusedWithoutTheFlag(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var dsn string
-			if tc.timescale {
-				dsn = timescaleDatabase(t)
-			} else {
-				dsn, _ = freshDatabase(t)
-			}
-			conn := connect(t, dsn)
+			conn := connect(t, databaseFor(t, tc.timescale))
 			ctx := context.Background()
 			apply(t, conn, shipped(t), schema.ApplyOptions{})
 			_, err := conn.Exec(ctx, `INSERT INTO crypto_prices (last_updated, coin_id, symbol, exchange_id, usd_price, source, attribution)

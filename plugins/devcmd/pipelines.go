@@ -126,13 +126,6 @@ func (p *pipelines) stop() error {
 			if err == nil {
 				return
 			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				// The input has stopped and committed by the time the
-				// output closes; what times out here is the timescale
-				// output's close of a dead-letter output that never wrote.
-				p.log.Warn("pipeline did not finish closing; its offsets are committed", "pipeline", p.names[i], "timeout", ingestStopTimeout)
-				return
-			}
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("stop %s: %w", p.names[i], err))
 			mu.Unlock()
