@@ -17,6 +17,7 @@ import (
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/plugins/devcmd"
 	exchangerouter "github.com/qicore/qiflow/plugins/exchange_router"
+	_ "github.com/qicore/qiflow/plugins/external"
 	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
 	_ "github.com/qicore/qiflow/plugins/market_data"
 	_ "github.com/qicore/qiflow/plugins/prometheus"
@@ -36,7 +37,11 @@ var (
 const exitHalted = 3
 
 func main() {
-	args := os.Args
+	args, err := applyProfile(os.Args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "qiflow: profile: %v\n", err)
+		os.Exit(1)
+	}
 	specFailed := false
 	if len(args) > 1 && args[1] == "lint" {
 		rest, linted, failed := lintSpecs(args[2:], os.Stderr)
