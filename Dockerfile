@@ -33,10 +33,10 @@ USER nonroot:nonroot
 ENV REDPANDA_BROKERS=redpanda:9092 \
     DATABASE_URL=postgres://postgres@timescaledb:5432/qiflow \
     QIFLOW_ENV=production
-# 4195: Benthos's HTTP server (/ping, /ready, /metrics).
+# 4195: the HTTP server (/ping, /ready, /metrics, POST /reload, /reloads).
 EXPOSE 4195
 # /ready answers 200 once every input and output of the stream is connected.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:4195/ready"]
 ENTRYPOINT ["/usr/local/bin/qiflow"]
-CMD ["streams", "/pipelines/prices.yaml", "/pipelines/ohlcv.yaml", "/pipelines/analytics.yaml"]
+CMD ["streams", "--watch", "/pipelines/prices.yaml", "/pipelines/ohlcv.yaml", "/pipelines/analytics.yaml"]

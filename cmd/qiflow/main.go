@@ -42,6 +42,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "qiflow: profile: %v\n", err)
 		os.Exit(1)
 	}
+	if watchArgs(args) {
+		os.Exit(runWatch(args, os.Stdout, os.Stderr))
+	}
 	specFailed := false
 	if len(args) > 1 && args[1] == "lint" {
 		rest, linted, failed := lintSpecs(args[2:], os.Stderr)
@@ -60,6 +63,7 @@ func main() {
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),
 		service.CLIOptAddCommand(devcmd.CLICommand()),
+		service.CLIOptAddCommand(profileCommand()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

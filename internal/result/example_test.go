@@ -3,6 +3,7 @@ package result_test
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,6 +15,9 @@ import (
 // dead-letter it with its reason, or stop the pipeline.
 func Example() {
 	defer result.ResetHalt()
+	// One scope per stream; in a plugin: result.ScopeOf(mgr).
+	var stream sync.Map
+	scope := result.ScopeOf(storeFunc(stream.LoadOrStore))
 
 	failures := []error{
 		fmt.Errorf("copy into crypto_prices: %w",
@@ -34,7 +38,7 @@ func Example() {
 			// Headers qiflow-error-category, qiflow-error-code and qiflow-error.
 			fmt.Printf("dead-letter: %s | %s | %s\n", e.Category, e.Code, e)
 		case result.Stop:
-			result.Halt(e)
+			scope.Halt(e)
 			fmt.Printf("stop: %s\n", e)
 		}
 	}
@@ -48,3 +52,8 @@ func Example() {
 	// retry with backoff: SYSTEM unknown
 	// exit non-zero because: SECURITY GROUP_AUTHORIZATION_FAILED: commit offsets: GROUP_AUTHORIZATION_FAILED: Not authorized to access group: Group authorization failed.
 }
+
+// storeFunc adapts a LoadOrStore function to result.GenericStore.
+type storeFunc func(key, value any) (any, bool)
+
+func (f storeFunc) GetOrSetGeneric(key, value any) (any, bool) { return f(key, value) }

@@ -538,26 +538,48 @@ func TestResult(t *testing.T) {
 	assert.True(t, result.Fail[string](nil).IsOK(), "Fail(nil) is OK")
 }
 
+// genericStore stands in for *service.Resources: one per stream.
+type genericStore struct{ sync.Map }
+
+func (g *genericStore) GetOrSetGeneric(key, value any) (any, bool) { return g.LoadOrStore(key, value) }
+
 func TestHaltKeepsTheFirstError(t *testing.T) {
 	t.Cleanup(result.ResetHalt)
 	result.ResetHalt()
+	scope := result.ScopeOf(&genericStore{})
+	assert.NoError(t, scope.Halted())
+
+	scope.Halt(nil)
+	assert.NoError(t, scope.Halted(), "nil is ignored")
 	assert.NoError(t, result.Halted())
 
-	result.Halt(nil)
-	assert.NoError(t, result.Halted(), "nil is ignored")
-
 	first := result.New(result.Security, "28P01", "password authentication failed")
-	result.Halt(first)
-	result.Halt(errors.New("context canceled while shutting down"))
-	assert.Same(t, first, result.Halted())
+	scope.Halt(first)
+	scope.Halt(errors.New("context canceled while shutting down"))
+	assert.Same(t, first, scope.Halted())
+	assert.Same(t, first, result.Halted(), "the process records it too")
 
 	result.ResetHalt()
 	assert.NoError(t, result.Halted())
+	assert.Same(t, first, scope.Halted(), "the stream stays halted")
+}
+
+func TestHaltIsScopedToItsStream(t *testing.T) {
+	t.Cleanup(result.ResetHalt)
+	result.ResetHalt()
+	store := &genericStore{}
+	a, sameA, b := result.ScopeOf(store), result.ScopeOf(store), result.ScopeOf(&genericStore{})
+	assert.Same(t, a, sameA, "components of one stream share a scope")
+
+	a.Halt(result.New(result.Security, "28P01", "password authentication failed"))
+	assert.Error(t, sameA.Halted())
+	assert.NoError(t, b.Halted(), "another stream runs on")
 }
 
 func TestHaltIsSafeForConcurrentUse(t *testing.T) {
 	t.Cleanup(result.ResetHalt)
 	result.ResetHalt()
+	scope := result.ScopeOf(&genericStore{})
 
 	const n = 64
 	errs := make([]error, n)
@@ -569,17 +591,18 @@ func TestHaltIsSafeForConcurrentUse(t *testing.T) {
 	for _, err := range errs {
 		wg.Go(func() {
 			<-start
-			result.Halt(err)
-			assert.Error(t, result.Halted())
+			scope.Halt(err)
+			assert.Error(t, scope.Halted())
 		})
 	}
 	close(start)
 	wg.Wait()
 
-	winner := result.Halted()
+	winner := scope.Halted()
 	assert.Contains(t, errs, winner, "one of the reported errors is kept")
 	for _, err := range errs {
-		result.Halt(err)
+		scope.Halt(err)
 	}
-	assert.Same(t, winner, result.Halted(), "and it is never replaced")
+	assert.Same(t, winner, scope.Halted(), "and it is never replaced")
+	assert.Same(t, winner, result.Halted())
 }

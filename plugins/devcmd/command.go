@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/qicore/qiflow/internal/profile"
 )
 
 // Flag names of `qiflow dev`.
@@ -133,7 +135,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, svc.close()) }()
 	fmt.Fprintf(o.out, "broker:   %s (%s)\n", strings.Join(svc.seeds, ","), svc.brokerKind)
-	fmt.Fprintf(o.out, "database: %s (%s)\n", svc.dsn, svc.dbKind)
+	fmt.Fprintf(o.out, "database: %s (%s)\n", profile.RedactURL(svc.dsn), svc.dbKind)
 
 	if err := createTopics(ctx, svc.adm, filepath.Join(dir, pipelineFiles.topics), o.out); err != nil {
 		return err

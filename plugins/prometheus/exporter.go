@@ -56,14 +56,29 @@ func init() {
 	}
 }
 
-// exporter keeps one vector per metric name in its own registry.
-type exporter struct {
-	prefix   string
-	buckets  []float64
-	registry *prometheus.Registry
-
+// registry is the process's one Prometheus registry. Every exporter the
+// process creates, one per stream and a new one on each reload, feeds it, so
+// counters run on across a reload instead of restarting from zero, and the
+// reload supervisor serves it and adds its own metrics.
+var registry = struct {
+	*prometheus.Registry
 	mu      sync.Mutex
 	vectors map[string]prometheus.Collector
+	process sync.Once
+	runtime sync.Once
+}{Registry: prometheus.NewRegistry(), vectors: map[string]prometheus.Collector{}}
+
+// Registry returns the process-wide registry the exporters feed; other parts
+// of qiflow register their collectors in it.
+func Registry() *prometheus.Registry { return registry.Registry }
+
+// Handler serves the process-wide registry in the Prometheus text format.
+func Handler() http.Handler { return promhttp.HandlerFor(registry.Registry, promhttp.HandlerOpts{}) }
+
+// exporter names metrics and finds their vectors in the shared registry.
+type exporter struct {
+	prefix  string
+	buckets []float64
 }
 
 func newExporterFromConfig(conf *service.ParsedConfig) (*exporter, error) {
@@ -75,18 +90,19 @@ func newExporterFromConfig(conf *service.ParsedConfig) (*exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &exporter{prefix: prefix, buckets: buckets, registry: prometheus.NewRegistry(), vectors: map[string]prometheus.Collector{}}
 	if on, err := conf.FieldBool(fieldProcessMetrics); err != nil {
 		return nil, err
 	} else if on {
-		e.registry.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		registry.process.Do(func() {
+			registry.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		})
 	}
 	if on, err := conf.FieldBool(fieldGoMetrics); err != nil {
 		return nil, err
 	} else if on {
-		e.registry.MustRegister(collectors.NewGoCollector())
+		registry.runtime.Do(func() { registry.MustRegister(collectors.NewGoCollector()) })
 	}
-	return e, nil
+	return &exporter{prefix: prefix, buckets: buckets}, nil
 }
 
 // metricName turns a Benthos metric name into a valid Prometheus one.
@@ -107,10 +123,10 @@ func (e *exporter) metricName(name string) string {
 // create the first time. A name reused with other labels or another kind
 // keeps its first definition; the later user gets a detached collector, so
 // a misnamed metric cannot break the endpoint.
-func vector[V prometheus.Collector](e *exporter, name string, create func() V) V {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if existing, ok := e.vectors[name]; ok {
+func vector[V prometheus.Collector](name string, create func() V) V {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if existing, ok := registry.vectors[name]; ok {
 		if v, ok := existing.(V); ok {
 			return v
 		}
@@ -118,16 +134,16 @@ func vector[V prometheus.Collector](e *exporter, name string, create func() V) V
 	}
 	v := create()
 	var already prometheus.AlreadyRegisteredError
-	if err := e.registry.Register(v); err != nil && !errors.As(err, &already) {
+	if err := registry.Register(v); err != nil && !errors.As(err, &already) {
 		return v
 	}
-	e.vectors[name] = v
+	registry.vectors[name] = v
 	return v
 }
 
 func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
 	name = e.metricName(name)
-	vec := vector(e, name, func() *prometheus.CounterVec {
+	vec := vector(name, func() *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterCounter {
@@ -137,7 +153,7 @@ func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.Metr
 
 func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
 	name = e.metricName(strings.TrimSuffix(name, "_ns") + "_seconds")
-	vec := vector(e, name, func() *prometheus.HistogramVec {
+	vec := vector(name, func() *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timer " + name, Buckets: e.buckets}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterTimer {
@@ -147,7 +163,7 @@ func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.Metric
 
 func (e *exporter) NewGaugeCtor(name string, labelKeys ...string) service.MetricsExporterGaugeCtor {
 	name = e.metricName(name)
-	vec := vector(e, name, func() *prometheus.GaugeVec {
+	vec := vector(name, func() *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterGauge {
@@ -156,9 +172,7 @@ func (e *exporter) NewGaugeCtor(name string, labelKeys ...string) service.Metric
 }
 
 // HandlerFunc serves the registry at /metrics of the Benthos HTTP server.
-func (e *exporter) HandlerFunc() http.HandlerFunc {
-	return promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}).ServeHTTP
-}
+func (e *exporter) HandlerFunc() http.HandlerFunc { return Handler().ServeHTTP }
 
 func (e *exporter) Close(context.Context) error { return nil }
 

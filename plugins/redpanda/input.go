@@ -33,6 +33,7 @@ const (
 	inFieldFetchMaxWait     = "fetch_max_wait"
 	inFieldRevokeTimeout    = "revoke_timeout"
 	inFieldSessionTimeout   = "session_timeout"
+	inFieldRequestTimeout   = "request_timeout"
 )
 
 // Metadata keys set on every consumed message, besides the record headers.
@@ -111,11 +112,24 @@ With `+"`max_in_flight: 1`"+` on the output, messages of one partition are writt
 				Description("How long a revoked partition's in-flight messages may take to finish before its offsets are committed and it is released.").
 				Default("10s").
 				Advanced(),
+			service.NewDurationField(inFieldRequestTimeout).
+				Description("How long each check at connect (ping, topic lookup) may take before it is retried. Defaults to the profile's `redpanda.request_timeout`.").
+				Example("10s").
+				Optional().
+				Advanced(),
 		).
-		Example("Consume prices", "Consume the price topic in the shared consumer group.", `
+		Example("Consume prices", "Consume the price topic in the shared consumer group, connecting as the profile says (docs/profiles.md).", `
 input:
   redpanda:
-    seed_brokers: [ "${REDPANDA_BROKERS:localhost:9092}" ]
+    topics: [ crypto-prices ]
+    consumer_group: qiflow-prices
+`).
+		Example("Explicit connection", "Name the brokers and credentials in the pipeline instead of taking the profile's; the password stays in the environment.", `
+input:
+  redpanda:
+    seed_brokers: [ "redpanda-0:9093,redpanda-1:9093" ]
+    tls: { enabled: true }
+    sasl: { mechanism: SCRAM-SHA-512, user: ingest, password: "${REDPANDA_PASSWORD}" }
     topics: [ crypto-prices ]
     consumer_group: qiflow-prices
 `)
@@ -154,7 +168,7 @@ func newReaderFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*r
 		c   readerConfig
 		err error
 	)
-	if c.conn, err = parseConnection(conf); err != nil {
+	if c.conn, err = parseConnection(conf, inFieldRequestTimeout); err != nil {
 		return nil, err
 	}
 	if c.topics, err = conf.FieldStringList(inFieldTopics); err != nil {
@@ -246,12 +260,16 @@ type reader struct {
 	stopLoops    context.CancelFunc
 	loops        sync.WaitGroup
 	commitNow    chan struct{}
+	// scope is shared with the other components of the stream: a fatal
+	// error in any of them ends this input.
+	scope *result.Scope
 }
 
 func newReader(conf readerConfig, mgr *service.Resources) *reader {
 	return &reader{
 		conf:      conf,
 		log:       mgr.Logger(),
+		scope:     result.ScopeOf(mgr),
 		replays:   mgr.Metrics().NewCounter("redpanda_input_replayed"),
 		windows:   map[topicPartition]*partitionWindow{},
 		changed:   make(chan struct{}),
@@ -318,13 +336,13 @@ func (r *reader) clientOpts() []kgo.Opt {
 
 // checkCluster pings the brokers and, for named topics, checks they exist.
 func (r *reader) checkCluster(ctx context.Context, cl *kgo.Client) error {
-	if err := ping(ctx, cl, 10*time.Second); err != nil {
+	if err := ping(ctx, cl, r.conf.conn.requestTimeout); err != nil {
 		return fmt.Errorf("reach %s: %w", r.conf.conn.describe(), err)
 	}
 	if r.conf.regexpTopics {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, r.conf.conn.requestTimeout)
 	defer cancel()
 	details, err := kadm.NewClient(cl).ListTopics(ctx, r.conf.topics...)
 	if err != nil {
@@ -345,7 +363,7 @@ func (r *reader) checkCluster(ctx context.Context, cl *kgo.Client) error {
 
 // halt stops the input for good with a clear error: ReadBatch then ends the
 // input and the pipeline shuts down instead of retrying in vain. ReadBatch
-// does the same when any other component halted the process (result.Halt),
+// does the same when any other component of the stream halted (result.Scope),
 // such as the timescale output on rejected database credentials.
 func (r *reader) halt(err *result.Error) {
 	r.mu.Lock()
@@ -354,7 +372,7 @@ func (r *reader) halt(err *result.Error) {
 		return
 	}
 	r.fatal = err
-	result.Halt(err)
+	r.scope.Halt(err)
 	r.log.Errorf("Stopping the redpanda input (%s): %v", err.Category, err)
 	r.broadcastLocked()
 }
@@ -369,7 +387,7 @@ func (r *reader) broadcastLocked() {
 func (r *reader) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	r.mu.Lock()
 	for {
-		if r.fatal != nil || result.Halted() != nil {
+		if r.fatal != nil || r.scope.Halted() != nil {
 			r.mu.Unlock()
 			return nil, nil, service.ErrEndOfInput
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/testenv"
 )
@@ -436,28 +437,33 @@ func TestMissingTopicIsNamedAndConsumedOnceCreated(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
+		// brokerless runs the case under a profile without brokers.
+		brokerless bool
 	}{
 		{"no brokers", `
 seed_brokers: [ "" ]
 topics: [ a ]
-consumer_group: g`, "seed_brokers: at least one broker address is required"},
+consumer_group: g`, "seed_brokers: at least one broker address is required (none in the pipeline or the development profile)", true},
 		{"no group", `
 seed_brokers: [ localhost:9092 ]
 topics: [ a ]
-consumer_group: ""`, "consumer_group must not be empty"},
+consumer_group: ""`, "consumer_group must not be empty", false},
 		{"bad regexp", `
 seed_brokers: [ localhost:9092 ]
 topics: [ "(" ]
 regexp_topics: true
-consumer_group: g`, `"(" is not a regular expression`},
+consumer_group: g`, `"(" is not a regular expression`, false},
 		{"sasl without user", `
 seed_brokers: [ localhost:9092 ]
 topics: [ a ]
 consumer_group: g
-sasl: { mechanism: PLAIN }`, "sasl: mechanism PLAIN needs a user"},
+sasl: { mechanism: PLAIN }`, "sasl: mechanism PLAIN needs a user", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.brokerless {
+				useProfile(t, profile.Development, func(p *profile.Profile) { p.Redpanda.Brokers = nil })
+			}
 			conf, err := inputSpec().ParseYAML(tt.yaml, nil)
 			require.NoError(t, err)
 			_, err = newReaderFromConfig(conf, service.MockResources())

@@ -68,17 +68,17 @@ A batch is acknowledged only when every message of it is stored by all in-sync r
 				Description("Compression of produced record batches.").
 				Default("lz4"),
 			service.NewDurationField(outFieldTimeout).
-				Description("How long one produce attempt may take before it is retried.").
-				Default("10s").
+				Description("How long one produce attempt, and the check at connect, may take before it is retried. Defaults to the profile's `redpanda.request_timeout`.").
+				Example("10s").
+				Optional().
 				Advanced(),
 			service.NewOutputMaxInFlightField().
 				Description("Most batches written at once. Use 1 to keep the order of messages within a partition."),
 			service.NewBatchPolicyField(outFieldBatching),
 		).
-		Example("Forward prices", "Write prices keyed by exchange and symbol.", `
+		Example("Forward prices", "Write prices keyed by exchange and symbol, connecting as the profile says (docs/profiles.md).", `
 output:
   redpanda:
-    seed_brokers: [ "${REDPANDA_BROKERS:localhost:9092}" ]
     topic: crypto-prices
     key: ${! json("exchangeId") }:${! json("symbol") }
 `)
@@ -131,7 +131,7 @@ func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*w
 		explicit: &explicitPartitioner{},
 	}
 	var err error
-	if w.conn, err = parseConnection(conf); err != nil {
+	if w.conn, err = parseConnection(conf, outFieldTimeout); err != nil {
 		return nil, err
 	}
 	if w.topic, err = conf.FieldInterpolatedString(outFieldTopic); err != nil {
@@ -157,9 +157,7 @@ func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*w
 		return nil, err
 	}
 	w.compression = compressionCodecs[codec]
-	if w.timeout, err = conf.FieldDuration(outFieldTimeout); err != nil {
-		return nil, err
-	}
+	w.timeout = w.conn.requestTimeout
 	return w, nil
 }
 
@@ -183,7 +181,7 @@ func (w *writer) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("redpanda output config: %w", err)
 	}
-	if err := ping(ctx, cl, 10*time.Second); err != nil {
+	if err := ping(ctx, cl, w.timeout); err != nil {
 		cl.Close()
 		w.connectTries++
 		classified := result.Classify(fmt.Errorf("reach %s: %w", w.conn.describe(), err))

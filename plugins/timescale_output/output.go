@@ -19,6 +19,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/qicore/qiflow/internal/marketdata"
+	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/schema"
 )
@@ -70,8 +71,10 @@ A batch goes in with one binary COPY. When it meets an existing key it is writte
 - Rejected credentials, missing privileges and configuration errors (unknown table or column) stop the pipeline with one clear error.`).
 		Fields(
 			service.NewStringField(fieldDSN).
-				Description("PostgreSQL connection URL or DSN.").
+				Description("PostgreSQL connection URL or DSN. Defaults to the profile's `database.url` (docs/profiles.md) when omitted or empty. Without a password in it (or in `PGPASSWORD` or `~/.pgpass`), the profile's `database.password` is used: `QIFLOW_DATABASE_PASSWORD` or a `password_file`.").
+				Example("postgres://qiflow@localhost:5432/qiflow").
 				Example("postgres://qiflow:${DB_PASSWORD}@localhost:5432/qiflow").
+				Optional().
 				Secret(),
 			service.NewStringField(fieldTable).
 				Description("Target table, optionally schema-qualified.").
@@ -100,8 +103,9 @@ root.last_updated = this.lastUpdated`).
 				Example("pipelines/schema.yaml").
 				Optional(),
 			service.NewIntField(fieldPoolSize).
-				Description("Most database connections. Each batch in flight uses one.").
-				Default(4),
+				Description("Most database connections. Each batch in flight uses one. Defaults to the profile's `database.pool_size`.").
+				Example(4).
+				Optional(),
 			service.NewOutputField(fieldDeadLetter).
 				Description("Where messages that can never be written go, with headers saying why. Typically a `redpanda` output to `<topic>.dlq` with `metadata.include_prefixes: [ \"qiflow-\" ]`.").
 				Optional(),
@@ -122,16 +126,14 @@ root.last_updated = this.lastUpdated`).
   this.exists("format") && this.exists("mapping") => [ "set either format or mapping, not both" ],
   !this.exists("format") && !this.exists("mapping") => [ "set format or mapping" ],
 }`).
-		Example("Prices", "Write price messages from Redpanda into crypto_prices, dead-lettering bad ones.", `
+		Example("Prices", "Write price messages from Redpanda into crypto_prices, dead-lettering bad ones. The database and the brokers are the profile's (docs/profiles.md).", `
 output:
   timescale:
-    dsn: ${DATABASE_URL:postgres://postgres@localhost:5432/qiflow}
     table: crypto_prices
     format: price
     batching: { count: 2000, period: 50ms }
     dead_letter:
       redpanda:
-        seed_brokers: [ "${REDPANDA_BROKERS:localhost:9092}" ]
         topic: crypto-prices.dlq
         key: ${! @kafka_key }
         metadata: { include_prefixes: [ "qiflow-" ] }
@@ -173,6 +175,9 @@ type outputConfig struct {
 	retryInitial    time.Duration
 	retryMax        time.Duration
 	schema          *schema.Spec
+	// password is the profile's database password, used when the
+	// connection string gives none.
+	password profile.Secret
 }
 
 // output is the timescale output.
@@ -181,6 +186,9 @@ type output struct {
 	deadLetter *service.OwnedOutput
 	log        *service.Logger
 	metrics    metrics
+	// halt is shared with the other components of the stream, so a fatal
+	// error here ends the stream's redpanda input.
+	halt *result.Scope
 
 	mu      sync.RWMutex
 	pool    *pgxpool.Pool
@@ -195,11 +203,27 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 		c   outputConfig
 		err error
 	)
-	if c.dsn, err = conf.FieldString(fieldDSN); err != nil {
-		return nil, err
+	p, err := profile.Current()
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
 	}
-	if _, err := pgxpool.ParseConfig(c.dsn); err != nil {
+	if c.dsn = p.Database.URL.Reveal(); conf.Contains(fieldDSN) {
+		dsn, err := conf.FieldString(fieldDSN)
+		if err != nil {
+			return nil, err
+		}
+		if dsn != "" {
+			c.dsn = dsn
+		}
+	}
+	parsed, err := pgxpool.ParseConfig(c.dsn)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fieldDSN, result.Classify(err))
+	}
+	if parsed.ConnConfig.Password == "" {
+		if c.password, err = p.Database.ResolvePassword(); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+		}
 	}
 	name, err := conf.FieldString(fieldTable)
 	if err != nil {
@@ -240,8 +264,10 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	if c.conflictColumns, err = conf.FieldStringList(fieldConflictColumns); err != nil {
 		return nil, err
 	}
-	if c.poolSize, err = conf.FieldInt(fieldPoolSize); err != nil {
-		return nil, err
+	if c.poolSize = p.Database.PoolSize; conf.Contains(fieldPoolSize) {
+		if c.poolSize, err = conf.FieldInt(fieldPoolSize); err != nil {
+			return nil, err
+		}
 	}
 	if c.poolSize < 1 {
 		return nil, fmt.Errorf("%s must be at least 1", fieldPoolSize)
@@ -261,7 +287,7 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	if c.retryMax, err = conf.FieldDuration(fieldRetryMax); err != nil {
 		return nil, err
 	}
-	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics())}
+	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), halt: result.ScopeOf(mgr)}
 	if conf.Contains(fieldDeadLetter) {
 		if o.deadLetter, err = conf.FieldOutput(fieldDeadLetter); err != nil {
 			return nil, err
@@ -299,15 +325,28 @@ func (o *output) Connect(ctx context.Context) error {
 	return service.NewErrBackOff(classified, backoff(o.tries, time.Second, 10*time.Second))
 }
 
-func (o *output) connectLocked(ctx context.Context) error {
-	cfg, err := pgxpool.ParseConfig(o.conf.dsn)
+// poolConfig is the pool's configuration: the connection string, with the
+// profile's password when it carries none, and pool_size connections.
+func (c outputConfig) poolConfig() (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(c.dsn)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.MaxConns = int32(o.conf.poolSize)
+	cfg.MaxConns = int32(c.poolSize)
+	if cfg.ConnConfig.Password == "" {
+		cfg.ConnConfig.Password = c.password.Reveal()
+	}
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		registerNumericCodec(conn.TypeMap())
 		return nil
+	}
+	return cfg, nil
+}
+
+func (o *output) connectLocked(ctx context.Context) error {
+	cfg, err := o.conf.poolConfig()
+	if err != nil {
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -408,18 +447,18 @@ func (o *output) keyColumns() []string {
 }
 
 // stop records a fatal error: the output refuses further writes, and the
-// redpanda input ends the pipeline (result.Halted).
+// redpanda input ends the pipeline (result.Scope).
 func (o *output) stop(err *result.Error) {
-	if result.Halted() == nil {
+	if o.halt.Halted() == nil {
 		o.log.Errorf("Stopping the timescale output (%s): %v", err.Category, err)
 	}
-	result.Halt(err)
+	o.halt.Halt(err)
 }
 
 // WriteBatch writes one row per message and returns once every message is
 // either written or dead-lettered.
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	if halted := result.Halted(); halted != nil {
+	if halted := o.halt.Halted(); halted != nil {
 		return halted
 	}
 	o.mu.RLock()
