@@ -264,8 +264,8 @@ func groupMembers(t *testing.T, broker *testenv.Broker, group string) int {
 	return len(described[group].Members)
 }
 
-// qiflowConnections counts the connections to dsn's database, the test's
-// own query excluded.
+// qiflowConnections counts the client connections to dsn's database, the
+// test's own excluded (TimescaleDB's background workers are not clients).
 func qiflowConnections(t *testing.T, dsn string) int {
 	t.Helper()
 	ctx := context.Background()
@@ -274,6 +274,6 @@ func qiflowConnections(t *testing.T, dsn string) int {
 	defer conn.Close(ctx)
 	var n int
 	require.NoError(t, conn.QueryRow(ctx,
-		`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n))
+		`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`).Scan(&n))
 	return n
 }

@@ -144,6 +144,11 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
+	restore, err := useServices(svc)
+	if err != nil {
+		return err
+	}
+	defer restore()
 	env := map[string]string{"REDPANDA_BROKERS": strings.Join(svc.seeds, ","), "DATABASE_URL": svc.dsn}
 	p, err := startPipelines(dir, o, env)
 	if err != nil {
@@ -188,4 +193,22 @@ func splitSeeds(s string) []string {
 		}
 	}
 	return seeds
+}
+
+// useServices installs a profile that points the pipelines' connections,
+// which they take from the profile, at the services the command started or
+// was given. An in-process broker speaks neither TLS nor SASL, whatever
+// QIFLOW_ENV says.
+func useServices(svc *services) (restore func(), err error) {
+	current, err := profile.Current()
+	if err != nil {
+		return nil, err
+	}
+	dev := *current
+	dev.Redpanda.Brokers = svc.seeds
+	dev.Database.URL = profile.Secret(svc.dsn)
+	if svc.broker != nil {
+		dev.Redpanda.TLS, dev.Redpanda.SASL = profile.TLS{}, profile.SASL{Mechanism: profile.MechanismNone}
+	}
+	return profile.Set(&dev), nil
 }
