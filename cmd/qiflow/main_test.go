@@ -152,13 +152,15 @@ output:
 	require.NoError(t, err)
 	assert.Equal(t, 0, code, "the right password runs and stops cleanly:\n%s", proc.Output())
 
-	proc = testenv.StartProcess(t, bin, []string{"BROKER_PASSWORD=wrong-secret"}, "run", config)
-	code, err = proc.Wait(30 * time.Second)
-	require.NoError(t, err, "qiflow stops by itself on rejected credentials:\n%s", proc.Output())
-	assert.Equal(t, exitHalted, code, "%s", proc.Output())
-	out := proc.Output()
-	assert.Equal(t, 1, strings.Count(out, "Stopping the redpanda input (SECURITY)"), "%s", out)
-	assert.Contains(t, out, "SASL_AUTHENTICATION_FAILED")
-	assert.Zero(t, strings.Count(out, "Failed to connect"), "rejected credentials are not retried:\n%s", out)
-	assert.NotContains(t, out, "wrong-secret")
+	for _, args := range [][]string{{"run", config}, {"run", "--watch", "--http-address", "", config}} {
+		proc = testenv.StartProcess(t, bin, []string{"BROKER_PASSWORD=wrong-secret"}, args...)
+		code, err = proc.Wait(30 * time.Second)
+		require.NoError(t, err, "%v: qiflow stops by itself on rejected credentials:\n%s", args, proc.Output())
+		assert.Equal(t, exitHalted, code, "%v: %s", args, proc.Output())
+		out := proc.Output()
+		assert.Equal(t, 1, strings.Count(out, "Stopping the redpanda input (SECURITY)"), "%v: %s", args, out)
+		assert.Contains(t, out, "SASL_AUTHENTICATION_FAILED")
+		assert.Zero(t, strings.Count(out, "Failed to connect"), "%v: rejected credentials are not retried:\n%s", args, out)
+		assert.NotContains(t, out, "wrong-secret")
+	}
 }

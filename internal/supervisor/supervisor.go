@@ -227,6 +227,9 @@ func (s *Supervisor) onEnded(r *running) error {
 	}
 	if r.err != nil {
 		s.log.Error("Stream ended with an error", "stream", r.id, "error", r.err.Error())
+		if !s.opts.Streams {
+			return fmt.Errorf("stream %s: %w", r.id, r.err)
+		}
 		return nil
 	}
 	s.log.Info("Stream finished its input", "stream", r.id)
