@@ -30,9 +30,11 @@ COPY --from=probe /bin/busybox /usr/local/bin/busybox
 # working copy over them read-only, so edits take effect without a rebuild.
 COPY --from=build /src/pipelines /pipelines
 USER nonroot:nonroot
-ENV REDPANDA_BROKERS=redpanda:9092 \
-    DATABASE_URL=postgres://postgres@timescaledb:5432/qiflow \
-    QIFLOW_ENV=production
+# The production profile: TLS and SCRAM-SHA-512 to its brokers, verified TLS
+# to the database (docs/profiles.md). Give it REDPANDA_BROKERS,
+# REDPANDA_USERNAME, REDPANDA_PASSWORD (or QIFLOW_REDPANDA_SASL_PASSWORD_FILE=/run/secrets/…) and
+# DATABASE_URL; docker-compose.yml runs the development profile instead.
+ENV QIFLOW_ENV=production
 # 4195: the HTTP server (/ping, /ready, /metrics, POST /reload, /reloads).
 EXPOSE 4195
 # /ready answers 200 once every input and output of the stream is connected.

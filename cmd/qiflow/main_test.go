@@ -164,3 +164,37 @@ output:
 		assert.NotContains(t, out, "wrong-secret")
 	}
 }
+
+func TestOneStreamsHaltLeavesTheOtherStreamsRunning(t *testing.T) {
+	broker := testenv.NewBroker(t, testenv.WithSASL("PLAIN", "qiflow", "right"), testenv.WithTopics(1, "in"))
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	stream := func(group, password string) string {
+		return fmt.Sprintf(`
+input:
+  redpanda:
+    seed_brokers: [ %q ]
+    topics: [ in ]
+    consumer_group: %s
+    sasl: { mechanism: PLAIN, user: qiflow, password: %q }
+output:
+  drop: {}
+`, broker.SeedList(), group, password)
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(good, []byte(stream("g-good", "right")), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte(stream("g-bad", "wrong")), 0o600))
+	for _, command := range [][]string{{"streams"}, {"streams", "--watch"}} {
+		t.Run(strings.Join(command, " "), func(t *testing.T) {
+			addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			args := append(command, "--set", "http.address="+addr, good, bad)
+			proc := testenv.StartProcess(t, bin, nil, args...)
+			proc.WaitForOutput(t, "Stopping the redpanda input (SECURITY)", 30*time.Second)
+			broker.ProduceN(t, "in", 100, func(i int) *kgo.Record { return &kgo.Record{Value: []byte(strconv.Itoa(i))} })
+			broker.WaitForCommit(t, "g-good", "in", 30*time.Second, proc.Output)
+			require.NoError(t, proc.Signal(syscall.SIGTERM))
+			_, err := proc.Wait(30 * time.Second)
+			require.NoError(t, err)
+		})
+	}
+}

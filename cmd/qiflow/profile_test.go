@@ -97,15 +97,15 @@ func TestProfileCommandShowsEachValueAndItsSource(t *testing.T) {
 		{"built-in development", nil, []string{"profile"}, map[string][2]string{
 			"profile": {"development", "default"}, "redpanda.brokers": {"localhost:9092", "default"}, "database.pool_size": {"4", "default"},
 		}},
-		{"QIFLOW_ENV", []string{"QIFLOW_ENV=production"}, []string{"profile"}, map[string][2]string{
+		{"QIFLOW_ENV", []string{"QIFLOW_ENV=production", "REDPANDA_USERNAME=ingest"}, []string{"profile"}, map[string][2]string{
 			"profile": {"production", "env QIFLOW_ENV"}, "redpanda.tls.enabled": {"true", "default"}, "database.pool_size": {"16", "default"},
 		}},
-		{"flag before the command over QIFLOW_ENV, file over defaults", []string{"QIFLOW_ENV=production", "QIFLOW_CONFIG=" + file}, []string{"--profile", "staging", "profile"}, map[string][2]string{
+		{"flag before the command over QIFLOW_ENV, file over defaults", []string{"QIFLOW_ENV=production", "QIFLOW_CONFIG=" + file, "REDPANDA_USERNAME=ingest"}, []string{"--profile", "staging", "profile"}, map[string][2]string{
 			"profile": {"staging", "flag --profile"}, "database.pool_size": {"11", "file " + file + " (staging)"}, "redpanda.client_id": {"from-file", "file " + file + " (staging)"},
 			"redpanda.request_timeout": {"15s", "default"},
 		}},
 		{"contract over file, QIFLOW_ over contract, flag after the command over QIFLOW_", []string{
-			"QIFLOW_ENV=staging", "QIFLOW_CONFIG=" + file, "REDPANDA_BROKERS=contract:9092", "DATABASE_URL=postgres://u@contract/db",
+			"QIFLOW_ENV=staging", "QIFLOW_CONFIG=" + file, "REDPANDA_BROKERS=contract:9092", "DATABASE_URL=postgres://u@contract/db", "REDPANDA_USERNAME=ingest",
 			"QIFLOW_DATABASE_POOL_SIZE=12", "QIFLOW_REDPANDA_BROKERS=qiflow:9092",
 		}, []string{"profile", "--profile-set", "redpanda.brokers=flag:9092"}, map[string][2]string{
 			"redpanda.brokers":   {"flag:9092", "flag --profile-set"},
@@ -152,6 +152,7 @@ func TestProfileCommandRedactsSecretsAndChecksFiles(t *testing.T) {
 func TestProfileCommandPrintsTheInstalledProfile(t *testing.T) {
 	p, err := profile.Builtin(profile.Staging)
 	require.NoError(t, err)
+	p.Redpanda.SASL.User = "ingest"
 	t.Cleanup(profile.Set(p))
 	var out bytes.Buffer
 	app := &cli.App{Name: "qiflow", Commands: []*cli.Command{profileCommand()}, Writer: &out, ErrWriter: io.Discard}

@@ -14,6 +14,7 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+	yamlv3 "gopkg.in/yaml.v3"
 )
 
 // Environment variables that choose the profile and its file.
@@ -219,6 +220,8 @@ func findFile(o Options, vars map[string]string) (path, from string, err error) 
 		path = filepath.Join(o.Dir, DefaultFile)
 	}
 	switch _, err := os.Stat(path); {
+	case err == nil && !isProfileFile(path):
+		return "", path + " is a pipeline, not a profile file; ignored", nil
 	case err == nil:
 		return path, "found in the working directory", nil
 	case errors.Is(err, fs.ErrNotExist):
@@ -226,6 +229,24 @@ func findFile(o Options, vars map[string]string) (path, from string, err error) 
 	default:
 		return "", "", fmt.Errorf("profile file %s: %w", path, err)
 	}
+}
+
+// isProfileFile reports whether the YAML file at path may be a profile file:
+// anything but a pipeline (input, pipeline or output at the top, and no
+// profile section). A file found only by its name, not named by a flag or
+// QIFLOW_CONFIG, is read only then: a pipeline that happens to be called
+// qiflow.yaml must not break every command.
+func isProfileFile(path string) bool {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return true // let the read report it
+	}
+	var top map[string]any
+	if yamlv3.Unmarshal(raw, &top) != nil {
+		return true // let the parser report it
+	}
+	has := func(k string) bool { _, ok := top[k]; return ok }
+	return slices.ContainsFunc(Names, has) || !slices.ContainsFunc([]string{"input", "pipeline", "output"}, has)
 }
 
 func builtinLayer(name string) layer {

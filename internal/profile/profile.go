@@ -198,6 +198,9 @@ func (p *Profile) Check() error {
 	if _, err := p.Redpanda.SASL.ResolvePassword(); err != nil {
 		errs = append(errs, err)
 	}
+	if m := p.Redpanda.SASL.effectiveMechanism(); m != MechanismNone && p.Redpanda.SASL.User == "" {
+		errs = append(errs, fmt.Errorf("redpanda.sasl.mechanism is %s but no user is set (REDPANDA_USERNAME or QIFLOW_REDPANDA_SASL_USER)", m))
+	}
 	if _, err := p.Database.ResolvePassword(); err != nil {
 		errs = append(errs, err)
 	}

@@ -366,3 +366,25 @@ func TestCurrentAndSet(t *testing.T) {
 	_, err = profile.Current()
 	assert.ErrorContains(t, err, `unknown profile "bogus"`)
 }
+
+func TestAPipelineNamedQiflowYAMLIsNoProfileFile(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "qiflow.yaml"), []byte("input:\n  generate: {mapping: 'root = 1'}\noutput:\n  drop: {}\n"), 0o600))
+	p, err := profile.Load(profile.Options{Dir: dir, Environ: func() []string { return nil }})
+	require.NoError(t, err, "every command still works in that directory")
+	assert.Empty(t, p.File)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "qiflow.yaml"), []byte("prodution:\n  database: { pool_size: 3 }\n"), 0o600))
+	_, err = profile.Load(profile.Options{Dir: dir, Environ: func() []string { return nil }})
+	assert.ErrorContains(t, err, `unknown section "prodution"`, "a profile file with a typo is still an error")
+}
+
+func TestCheckWantsAUserForSASL(t *testing.T) {
+	p, err := profile.Load(profile.Options{Name: profile.Production, Environ: func() []string { return nil }})
+	require.NoError(t, err)
+	assert.ErrorContains(t, p.Check(), "redpanda.sasl.mechanism is SCRAM-SHA-512 but no user is set")
+
+	p, err = profile.Load(profile.Options{Name: profile.Production, Environ: func() []string { return []string{"REDPANDA_USERNAME=ingest"} }})
+	require.NoError(t, err)
+	assert.NoError(t, p.Check())
+}

@@ -57,3 +57,4 @@ func Example() {
 type storeFunc func(key, value any) (any, bool)
 
 func (f storeFunc) GetOrSetGeneric(key, value any) (any, bool) { return f(key, value) }
+func (f storeFunc) StreamID() string                           { return "" }

@@ -17,17 +17,20 @@ type Scope struct {
 }
 
 // GenericStore is the part of *service.Resources that ScopeOf needs: values
-// shared by every component of one stream.
+// shared by the components of a stream, and the stream's id. Benthos's own
+// streams mode shares one store among all its streams and tells them apart
+// by id; a stream built alone has a store of its own.
 type GenericStore interface {
 	GetOrSetGeneric(key, value any) (actual any, loaded bool)
+	StreamID() string
 }
 
-type scopeKey struct{}
+type scopeKey struct{ stream string }
 
 // ScopeOf returns the Scope shared by the components of the stream that owns
 // store, creating it on first use.
 func ScopeOf(store GenericStore) *Scope {
-	s, _ := store.GetOrSetGeneric(scopeKey{}, &Scope{})
+	s, _ := store.GetOrSetGeneric(scopeKey{stream: store.StreamID()}, &Scope{})
 	return s.(*Scope)
 }
 
@@ -60,7 +63,5 @@ func Halted() error {
 	return nil
 }
 
-// ResetHalt forgets the process-wide error: the reload supervisor calls it
-// once it has discarded the stream that halted, and tests call it between
-// cases.
+// ResetHalt forgets the process-wide error, for tests.
 func ResetHalt() { halted.Store(nil) }

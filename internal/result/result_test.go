@@ -538,15 +538,23 @@ func TestResult(t *testing.T) {
 	assert.True(t, result.Fail[string](nil).IsOK(), "Fail(nil) is OK")
 }
 
-// genericStore stands in for *service.Resources: one per stream.
-type genericStore struct{ sync.Map }
+// genericStore stands in for *service.Resources.
+type genericStore struct {
+	values *sync.Map
+	stream string
+}
 
-func (g *genericStore) GetOrSetGeneric(key, value any) (any, bool) { return g.LoadOrStore(key, value) }
+func newStore() genericStore { return genericStore{values: &sync.Map{}} }
+
+func (g genericStore) GetOrSetGeneric(key, value any) (any, bool) {
+	return g.values.LoadOrStore(key, value)
+}
+func (g genericStore) StreamID() string { return g.stream }
 
 func TestHaltKeepsTheFirstError(t *testing.T) {
 	t.Cleanup(result.ResetHalt)
 	result.ResetHalt()
-	scope := result.ScopeOf(&genericStore{})
+	scope := result.ScopeOf(newStore())
 	assert.NoError(t, scope.Halted())
 
 	scope.Halt(nil)
@@ -567,19 +575,27 @@ func TestHaltKeepsTheFirstError(t *testing.T) {
 func TestHaltIsScopedToItsStream(t *testing.T) {
 	t.Cleanup(result.ResetHalt)
 	result.ResetHalt()
-	store := &genericStore{}
-	a, sameA, b := result.ScopeOf(store), result.ScopeOf(store), result.ScopeOf(&genericStore{})
+	store := newStore()
+	a, sameA, b := result.ScopeOf(store), result.ScopeOf(store), result.ScopeOf(newStore())
 	assert.Same(t, a, sameA, "components of one stream share a scope")
+	// Benthos's streams mode: one store, streams told apart by id.
+	shared := newStore()
+	shared.stream = "prices"
+	c := result.ScopeOf(shared)
+	shared.stream = "ohlcv"
+	d := result.ScopeOf(shared)
 
 	a.Halt(result.New(result.Security, "28P01", "password authentication failed"))
+	c.Halt(result.New(result.Security, "28P01", "password authentication failed"))
 	assert.Error(t, sameA.Halted())
 	assert.NoError(t, b.Halted(), "another stream runs on")
+	assert.NoError(t, d.Halted(), "another stream of the same store runs on")
 }
 
 func TestHaltIsSafeForConcurrentUse(t *testing.T) {
 	t.Cleanup(result.ResetHalt)
 	result.ResetHalt()
-	scope := result.ScopeOf(&genericStore{})
+	scope := result.ScopeOf(newStore())
 
 	const n = 64
 	errs := make([]error, n)

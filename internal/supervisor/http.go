@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"sort"
 	"time"
@@ -9,12 +10,21 @@ import (
 
 // streamStatus is one stream's entry in GET /reloads and GET /ready.
 type streamStatus struct {
-	Stream     string    `json:"stream"`
-	File       string    `json:"file"`
-	Generation int       `json:"generation"`
-	StartedAt  time.Time `json:"started_at"`
-	Ready      bool      `json:"ready"`
-	Status     string    `json:"status,omitempty"`
+	Stream string `json:"stream"`
+	File   string `json:"file,omitempty"`
+	// Running is false for a config that does not run: rejected at start,
+	// stopped on a fatal error, or left without a stream by a failed
+	// rollback.
+	Running    bool       `json:"running"`
+	Generation int        `json:"generation,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	// Ready: running with every input and output connected.
+	Ready bool `json:"ready"`
+	// Stale: the file holds a config other than the running one, because
+	// it was rejected or rolled back; the file's problem is in Problem.
+	Stale   bool   `json:"stale,omitempty"`
+	Problem string `json:"problem,omitempty"`
+	Status  string `json:"status,omitempty"`
 }
 
 // handler serves the supervisor's endpoints; other paths go to the
@@ -29,7 +39,11 @@ func (s *Supervisor) handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"reloads": s.history.list(), "streams": s.statuses()})
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
-		records := s.Reload("http")
+		records, err := s.Reload("http")
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+			return
+		}
 		code := http.StatusOK
 		for _, r := range records {
 			if r.Result == Rejected || r.Result == RolledBack {
@@ -81,20 +95,37 @@ func (s *Supervisor) serveStreamEndpoint(w http.ResponseWriter, r *http.Request)
 	h(w, r)
 }
 
+// statuses lists the running streams, and the configs that do not run
+// because of a problem (a file that is not a pipeline config aside).
 func (s *Supervisor) statuses() []streamStatus {
 	s.mu.RLock()
 	all := make([]*running, 0, len(s.streams))
 	for _, r := range s.streams {
 		all = append(all, r)
 	}
+	var out []streamStatus
+	for id, problem := range s.problems {
+		if s.streams[id] == nil && problem != errNotAPipeline.Error() {
+			out = append(out, streamStatus{Stream: id, Problem: problem})
+		}
+	}
+	stale := map[string]bool{}
+	for _, r := range all {
+		stale[r.id] = s.attempted[r.id] != r.text
+	}
+	problems := maps.Clone(s.problems)
 	s.mu.RUnlock()
-	out := make([]streamStatus, 0, len(all))
 	for _, r := range all {
 		ready, status := r.ready()
 		if ready {
 			status = ""
 		}
-		out = append(out, streamStatus{Stream: r.id, File: r.file, Generation: r.generation, StartedAt: r.startedAt.UTC(), Ready: ready, Status: status})
+		started := r.startedAt.UTC()
+		st := streamStatus{Stream: r.id, File: r.file, Running: true, Generation: r.generation, StartedAt: &started, Ready: ready, Status: status}
+		if stale[r.id] {
+			st.Stale, st.Problem = true, problems[r.id]
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Stream < out[j].Stream })
 	return out

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -83,6 +85,9 @@ type HaltError struct{ Err error }
 func (e *HaltError) Error() string { return "pipeline stopped: " + e.Err.Error() }
 func (e *HaltError) Unwrap() error { return e.Err }
 
+// errClosing refuses a reload that arrives once shutdown has begun.
+var errClosing = errors.New("shutting down")
+
 // Supervisor owns the process's streams and reloads them.
 type Supervisor struct {
 	opts    Options
@@ -90,21 +95,30 @@ type Supervisor struct {
 	log     *slog.Logger
 	history *history
 
-	// reloads serializes every change to streams.
-	reloads    sync.Mutex
+	// reloads serializes every change to streams and the maps below, and
+	// guards closing.
+	reloads sync.Mutex
+	// closing is set by stopAll: no stream starts after it.
+	closing bool
+
+	// mu guards the fields below for readers that do not hold reloads
+	// (the HTTP handlers); writers hold both.
 	mu         sync.RWMutex
 	streams    map[string]*running
 	generation int
-	// attempted holds, per stream, the config text last tried, so a file
-	// system event that leaves a rejected config as it was is not
+	// attempted holds, per stream, the config text last tried, so that a
+	// file system event that leaves a rejected config as it was is not
 	// reported again.
 	attempted map[string]string
+	// problems holds, per stream, why its file's config does not run; a
+	// repeat of the same problem on a file system event is not reported
+	// again.
+	problems map[string]string
+
 	// ended receives a stream that stopped without being asked to.
 	ended chan *running
-	// shutdown is closed when Run's context ends, to cut short a restore
-	// that would otherwise retry forever.
-	shutdown     chan struct{}
-	shutdownOnce sync.Once
+	// restoreBackoff is the first pause between tries to restore a config.
+	restoreBackoff time.Duration
 }
 
 // New checks opts and prepares a Supervisor; Run starts it.
@@ -128,7 +142,7 @@ func New(opts Options) (*Supervisor, error) {
 		}
 		opts.Targets[i] = abs
 	}
-	sets, err := parseSets(opts.Sets)
+	overrides, err := parseOverrides(opts.Sets)
 	if err != nil {
 		return nil, err
 	}
@@ -138,30 +152,30 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	return &Supervisor{
 		opts:      opts,
-		build:     builder{log: opts.Logger, sets: sets, labelByID: opts.Streams, envLookup: opts.EnvLookup},
+		build:     builder{log: opts.Logger, overrides: overrides, labelByID: opts.Streams, envLookup: opts.EnvLookup},
 		log:       opts.Logger,
 		history:   h,
-		streams:   map[string]*running{},
 		attempted: map[string]string{},
+		problems:  map[string]string{},
+		streams:   map[string]*running{},
 		ended:     make(chan *running, 16),
-		shutdown:  make(chan struct{}),
+
+		restoreBackoff: time.Second,
 	}, nil
 }
 
 // Run starts the streams, then serves and reloads until ctx ends, when it
 // drains every stream. In run mode it also returns when the stream ends by
 // itself: nil when its input finished, a *HaltError when it stopped on a
-// fatal error. A run-mode config that cannot start is an error at once.
+// fatal error, the error when it failed. A run-mode config that cannot start
+// is an error at once.
 func (s *Supervisor) Run(ctx context.Context) error {
-	stopWatch := context.AfterFunc(ctx, func() { s.shutdownOnce.Do(func() { close(s.shutdown) }) })
-	defer stopWatch()
-	var srv *http.Server
 	if s.opts.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", s.opts.HTTPAddress)
 		if err != nil {
 			return fmt.Errorf("http server: %w", err)
 		}
-		srv = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		s.log.Info("Serving /ping, /ready, /metrics, /reload and /reloads", "address", ln.Addr().String())
 		defer func() {
@@ -171,7 +185,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}()
 	}
 
-	records := s.Reload("start")
+	records, _ := s.Reload("start")
 	if !s.opts.Streams && !s.has(streamID(s.opts.Targets[0])) {
 		return fmt.Errorf("%s: %s", records[0].File, records[0].Reason)
 	}
@@ -194,7 +208,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.stopAll()
 			return nil
 		case <-changes:
-			s.Reload("watch")
+			_, _ = s.Reload("watch")
 		case r := <-s.ended:
 			if err := s.onEnded(r); err != nil || (!s.opts.Streams && !s.has(r.id)) {
 				s.stopAll()
@@ -205,7 +219,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 // onEnded forgets a stream that stopped by itself. A halt (a fatal error)
-// is returned in run mode and logged in streams mode.
+// or a failure is returned in run mode and logged in streams mode.
 func (s *Supervisor) onEnded(r *running) error {
 	s.reloads.Lock()
 	defer s.reloads.Unlock()
@@ -218,22 +232,33 @@ func (s *Supervisor) onEnded(r *running) error {
 	if !current { // replaced by a reload meanwhile
 		return nil
 	}
-	if halted := r.scope.Halted(); halted != nil {
-		s.log.Error("Stream stopped on a fatal error; it starts again when its config changes", "stream", r.id, "error", halted.Error())
-		if !s.opts.Streams {
-			return &HaltError{Err: halted}
-		}
+	var failure error
+	switch halted := r.scope.Halted(); {
+	case halted != nil:
+		failure = &HaltError{Err: halted}
+	case r.err != nil:
+		failure = fmt.Errorf("stream %s: %w", r.id, r.err)
+	default:
+		s.log.Info("Stream finished its input", "stream", r.id)
 		return nil
 	}
-	if r.err != nil {
-		s.log.Error("Stream ended with an error", "stream", r.id, "error", r.err.Error())
-		if !s.opts.Streams {
-			return fmt.Errorf("stream %s: %w", r.id, r.err)
-		}
-		return nil
+	if !s.opts.Streams {
+		return failure
 	}
-	s.log.Info("Stream finished its input", "stream", r.id)
+	s.setProblem(r.id, failure.Error())
+	s.log.Error("Stream stopped; it starts again when its config changes or on POST /reload", "stream", r.id, "error", failure.Error())
 	return nil
+}
+
+// setProblem records why id's config does not run; "" clears it.
+func (s *Supervisor) setProblem(id, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reason == "" {
+		delete(s.problems, id)
+	} else {
+		s.problems[id] = reason
+	}
 }
 
 func (s *Supervisor) has(id string) bool {
@@ -244,13 +269,22 @@ func (s *Supervisor) has(id string) bool {
 
 // Reload compares every target config with what runs and applies the
 // differences, one stream at a time. trigger ("start", "watch", "http")
-// is recorded with each outcome. It returns the records of this call.
-func (s *Supervisor) Reload(trigger string) []Record {
+// is recorded with each outcome. It returns the records of this call, or
+// errClosing once shutdown has begun.
+func (s *Supervisor) Reload(trigger string) ([]Record, error) {
 	s.reloads.Lock()
 	defer s.reloads.Unlock()
+	if s.closing {
+		return nil, errClosing
+	}
 	desired, problems := s.desired()
+	s.forgetVanished(desired, problems)
 	var out []Record
 	for _, p := range problems {
+		if trigger == "watch" && s.problems[p.id] == p.reason {
+			continue
+		}
+		s.setProblem(p.id, p.reason)
 		out = append(out, s.history.add(s.log, Record{Trigger: trigger, Stream: p.id, File: p.file, Result: Rejected, Reason: p.reason}))
 	}
 	ids := make([]string, 0, len(desired))
@@ -270,7 +304,20 @@ func (s *Supervisor) Reload(trigger string) []Record {
 			out = append(out, rec)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// forgetVanished drops what is remembered about configs whose files are gone
+// and that run no stream.
+func (s *Supervisor) forgetVanished(desired map[string]string, problems []problem) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := func(id string) bool {
+		_, wanted := desired[id]
+		return wanted || s.streams[id] != nil || slices.ContainsFunc(problems, func(p problem) bool { return p.id == id })
+	}
+	maps.DeleteFunc(s.problems, func(id, _ string) bool { return !keep(id) })
+	maps.DeleteFunc(s.attempted, func(id, _ string) bool { return !keep(id) })
 }
 
 // problem is a target that cannot be read.
@@ -326,29 +373,37 @@ func (s *Supervisor) reloadOne(trigger, id, file string) (rec Record, changed bo
 	old := s.streams[id]
 	s.mu.RUnlock()
 	rec = Record{Trigger: trigger, Stream: id, File: file}
-	if old != nil && rec.File == "" {
-		rec.File = old.file
+	if old != nil {
+		rec.Generation = old.generation
+		if rec.File == "" {
+			rec.File = old.file
+		}
+	}
+	add := func(rec Record) (Record, bool) {
+		problem := ""
+		if rec.Result == Rejected || rec.Result == RolledBack {
+			problem = rec.Reason
+		}
+		s.setProblem(id, problem)
+		return s.history.add(s.log, rec), true
 	}
 
 	if file == "" { // its file left a watched directory
 		s.drain(old, &rec)
 		s.mu.Lock()
 		delete(s.streams, id)
-		s.mu.Unlock()
 		delete(s.attempted, id)
-		rec.Result = Removed
-		return s.history.add(s.log, rec), true
+		s.mu.Unlock()
+		rec.Result, rec.Generation = Removed, 0
+		return add(rec)
 	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
-		if old != nil {
-			if trigger == "watch" {
-				return rec, false // an editor between delete and write
-			}
-			rec.Generation = old.generation
+		if trigger == "watch" && (old != nil || s.problems[id] == err.Error()) {
+			return rec, false // an editor between delete and write, or known
 		}
 		rec.Result, rec.Reason = Rejected, err.Error()
-		return s.history.add(s.log, rec), true
+		return add(rec)
 	}
 	text := string(raw)
 	if trigger == "watch" {
@@ -356,22 +411,21 @@ func (s *Supervisor) reloadOne(trigger, id, file string) (rec Record, changed bo
 			return rec, false
 		}
 	}
+	s.mu.Lock()
 	s.attempted[id] = text
+	s.mu.Unlock()
 	if old != nil && old.text == text {
 		if trigger == "watch" {
 			return rec, false
 		}
-		rec.Result, rec.Generation = Unchanged, old.generation
-		return s.history.add(s.log, rec), true
+		rec.Result = Unchanged
+		return add(rec)
 	}
 
 	next, err := s.build.build(id, file, text)
 	if err != nil {
 		rec.Result, rec.Reason = Rejected, err.Error()
-		if old != nil {
-			rec.Generation = old.generation
-		}
-		return s.history.add(s.log, rec), true
+		return add(rec)
 	}
 
 	began := time.Now()
@@ -380,21 +434,26 @@ func (s *Supervisor) reloadOne(trigger, id, file string) (rec Record, changed bo
 	if err == nil {
 		rec.Result, rec.Generation = Applied, started.generation
 		rec.GapSeconds = sinceIf(old != nil, began)
-		return s.history.add(s.log, rec), true
+		return add(rec)
 	}
 	rec.Reason = err.Error()
 	if old == nil {
 		rec.Result = Rejected
-		return s.history.add(s.log, rec), true
+		return add(rec)
 	}
-	rec.Result = RolledBack
-	if restored := s.restore(old); restored != nil {
+	rec.Result, rec.Generation = RolledBack, 0
+	if restored, err := s.restore(old); err == nil {
 		rec.Generation = restored.generation
 	} else {
-		rec.Reason += "; shutting down before the previous config could restart"
+		s.mu.Lock()
+		if s.streams[id] == old {
+			delete(s.streams, id)
+		}
+		s.mu.Unlock()
+		rec.Reason += "; the previous config did not restart either (" + err.Error() + "): no stream runs until the file changes or POST /reload"
 	}
 	rec.GapSeconds = time.Since(began).Seconds()
-	return s.history.add(s.log, rec), true
+	return add(rec)
 }
 
 // drain stops old, if any, and records how long it took.
@@ -409,10 +468,15 @@ func (s *Supervisor) drain(old *running, rec *Record) {
 	rec.DrainSeconds = time.Since(began).Seconds()
 }
 
-// startAndWait runs c and, on a reload, waits until it is ready. A stream
-// that halts, ends or stays unready is stopped again and its error returned.
-// A stream with no predecessor to fall back to is left connecting, as
-// `qiflow run` would.
+// abortTimeout bounds the stop of a stream that failed to start: it never
+// became ready, so it wrote and committed little or nothing, and whatever it
+// holds uncommitted is read again by the next stream.
+const abortTimeout = 5 * time.Second
+
+// startAndWait runs c and, on a reload, waits until all its inputs and
+// outputs are connected; otherwise only until its components are
+// constructed, as `qiflow run` would. A stream that halts, ends or does not
+// get there in time is stopped again and its error returned.
 func (s *Supervisor) startAndWait(c *candidate, reload bool) (*running, error) {
 	s.mu.Lock()
 	s.generation++
@@ -420,12 +484,12 @@ func (s *Supervisor) startAndWait(c *candidate, reload bool) (*running, error) {
 	s.mu.Unlock()
 	var err error
 	if reload {
-		err = r.awaitReady(s.opts.StartTimeout)
+		err = r.awaitConnected(s.opts.StartTimeout)
 	} else {
-		err = r.awaitStarted()
+		err = r.awaitConstructed(s.opts.StartTimeout)
 	}
 	if err != nil {
-		if stopErr := r.stop(s.opts.DrainTimeout); stopErr != nil {
+		if stopErr := r.stop(min(abortTimeout, s.opts.DrainTimeout)); stopErr != nil {
 			s.log.Warn("Failed stream did not stop cleanly", "stream", c.id, "error", stopErr.Error())
 		}
 		return nil, err
@@ -434,27 +498,30 @@ func (s *Supervisor) startAndWait(c *candidate, reload bool) (*running, error) {
 	return r, nil
 }
 
-// restore starts old's config again after a failed reload, retrying with
-// backoff until it runs: it ran before, so what fails now is the world
-// (a broker restart, say), not the config. It gives up, returning nil, only
-// when the process shuts down.
-func (s *Supervisor) restore(old *running) *running {
-	for attempt, wait := 1, time.Second; ; attempt++ {
-		c, err := s.build.build(old.id, old.file, old.text)
-		if err == nil {
+// restoreAttempts bounds the tries to start the previous config again
+// after a failed reload, so that the reload lock is released and a fixed
+// file is applied instead of waiting behind an endless retry.
+const restoreAttempts = 4
+
+// restore starts old's config again after a failed reload. It ran before,
+// so a failure now comes from the world (a password file removed meanwhile,
+// say): it is tried a few times with backoff.
+func (s *Supervisor) restore(old *running) (*running, error) {
+	var err error
+	for attempt, wait := 1, s.restoreBackoff; attempt <= restoreAttempts; attempt, wait = attempt+1, 2*wait {
+		var c *candidate
+		if c, err = s.build.build(old.id, old.file, old.text); err == nil {
 			var r *running
 			if r, err = s.startAndWait(c, false); err == nil {
-				return r
+				return r, nil
 			}
 		}
-		s.log.Error("Could not restart the previous config; retrying", "stream", old.id, "attempt", attempt, "error", err.Error())
-		select {
-		case <-s.shutdown:
-			return nil
-		case <-time.After(wait):
+		if attempt < restoreAttempts {
+			s.log.Error("Could not restart the previous config; retrying", "stream", old.id, "attempt", attempt, "error", err.Error())
+			time.Sleep(wait)
 		}
-		wait = min(2*wait, 30*time.Second)
 	}
+	return nil, err
 }
 
 // adopt makes r the stream of its id and watches for it ending by itself.
@@ -470,10 +537,11 @@ func (s *Supervisor) adopt(r *running) {
 	}()
 }
 
-// stopAll drains every stream, in parallel.
+// stopAll drains every stream, in parallel, and refuses later reloads.
 func (s *Supervisor) stopAll() {
 	s.reloads.Lock()
 	defer s.reloads.Unlock()
+	s.closing = true
 	s.mu.Lock()
 	all := make([]*running, 0, len(s.streams))
 	for _, r := range s.streams {

@@ -5,7 +5,6 @@ package prometheus
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -119,31 +118,33 @@ func (e *exporter) metricName(name string) string {
 	}, name)
 }
 
-// vector returns the collector registered under name, creating it with
-// create the first time. A name reused with other labels or another kind
-// keeps its first definition; the later user gets a detached collector, so
-// a misnamed metric cannot break the endpoint.
-func vector[V prometheus.Collector](name string, create func() V) V {
+// vector returns the collector registered under name with labelKeys,
+// creating it with create the first time. A name reused with other labels
+// (a reload that adds a metrics mapping, say) or as another kind keeps its
+// first definition, and the later user gets a detached collector of its own:
+// its values are not served, but a mismatched metric can neither panic nor
+// break the endpoint.
+func vector[V prometheus.Collector](name string, labelKeys []string, create func() V) V {
+	key := name + "{" + strings.Join(labelKeys, ",") + "}"
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	if existing, ok := registry.vectors[name]; ok {
+	if existing, ok := registry.vectors[key]; ok {
 		if v, ok := existing.(V); ok {
 			return v
 		}
 		return create()
 	}
 	v := create()
-	var already prometheus.AlreadyRegisteredError
-	if err := registry.Register(v); err != nil && !errors.As(err, &already) {
-		return v
+	if err := registry.Register(v); err != nil {
+		return v // detached: the name is taken with other labels or another kind
 	}
-	registry.vectors[name] = v
+	registry.vectors[key] = v
 	return v
 }
 
 func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
 	name = e.metricName(name)
-	vec := vector(name, func() *prometheus.CounterVec {
+	vec := vector(name, labelKeys, func() *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterCounter {
@@ -153,7 +154,7 @@ func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.Metr
 
 func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
 	name = e.metricName(strings.TrimSuffix(name, "_ns") + "_seconds")
-	vec := vector(name, func() *prometheus.HistogramVec {
+	vec := vector(name, labelKeys, func() *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timer " + name, Buckets: e.buckets}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterTimer {
@@ -163,7 +164,7 @@ func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.Metric
 
 func (e *exporter) NewGaugeCtor(name string, labelKeys ...string) service.MetricsExporterGaugeCtor {
 	name = e.metricName(name)
-	vec := vector(name, func() *prometheus.GaugeVec {
+	vec := vector(name, labelKeys, func() *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterGauge {

@@ -44,3 +44,27 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	_, err = newExporterFromConfig(conf)
 	require.NoError(t, err)
 }
+
+func TestAMetricReusedWithOtherLabelsNeitherPanicsNorBreaksTheEndpoint(t *testing.T) {
+	conf, err := spec().ParseYAML("prefix: relabel\nadd_process_metrics: false\nadd_go_metrics: false", nil)
+	require.NoError(t, err)
+	before, err := newExporterFromConfig(conf)
+	require.NoError(t, err)
+	after, err := newExporterFromConfig(conf) // the same stream after a reload that adds a label
+	require.NoError(t, err)
+
+	before.NewCounterCtor("input_received", "label", "path")("", "root.input").Incr(2)
+	assert.NotPanics(t, func() {
+		after.NewCounterCtor("input_received", "label", "path", "stream")("", "root.input", "prices").Incr(3)
+		after.NewTimerCtor("input_received")().Timing(1) // and as another kind
+	})
+	before.NewCounterCtor("input_received", "label", "path")("", "root.input").Incr(1)
+
+	rec := httptest.NewRecorder()
+	Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	require.NoError(t, err, "%s", rec.Body)
+	require.Len(t, families["relabel_input_received"].GetMetric(), 1)
+	assert.Equal(t, 3.0, families["relabel_input_received"].GetMetric()[0].GetCounter().GetValue(), "the first definition keeps counting")
+}

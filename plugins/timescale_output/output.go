@@ -186,9 +186,9 @@ type output struct {
 	deadLetter *service.OwnedOutput
 	log        *service.Logger
 	metrics    metrics
-	// halt is shared with the other components of the stream, so a fatal
+	// scope is shared with the other components of the stream, so a fatal
 	// error here ends the stream's redpanda input.
-	halt *result.Scope
+	scope *result.Scope
 
 	mu      sync.RWMutex
 	pool    *pgxpool.Pool
@@ -287,7 +287,7 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	if c.retryMax, err = conf.FieldDuration(fieldRetryMax); err != nil {
 		return nil, err
 	}
-	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), halt: result.ScopeOf(mgr)}
+	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), scope: result.ScopeOf(mgr)}
 	if conf.Contains(fieldDeadLetter) {
 		if o.deadLetter, err = conf.FieldOutput(fieldDeadLetter); err != nil {
 			return nil, err
@@ -449,16 +449,16 @@ func (o *output) keyColumns() []string {
 // stop records a fatal error: the output refuses further writes, and the
 // redpanda input ends the pipeline (result.Scope).
 func (o *output) stop(err *result.Error) {
-	if o.halt.Halted() == nil {
+	if o.scope.Halted() == nil {
 		o.log.Errorf("Stopping the timescale output (%s): %v", err.Category, err)
 	}
-	o.halt.Halt(err)
+	o.scope.Halt(err)
 }
 
 // WriteBatch writes one row per message and returns once every message is
 // either written or dead-lettered.
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	if halted := o.halt.Halted(); halted != nil {
+	if halted := o.scope.Halted(); halted != nil {
 		return halted
 	}
 	o.mu.RLock()

@@ -16,24 +16,24 @@ output:
     dsn: postgres://app:s3cret@db:5432/qiflow
     table: crypto_prices
 `
-	sets, err := parseSets([]string{"output.timescale.pool_size=8", "http.address=127.0.0.1:9", "logger.level=debug"})
+	sets, err := parseOverrides([]string{"output.timescale.pool_size=8", "http.address=127.0.0.1:9", "logger.level=debug"})
 	require.NoError(t, err)
-	got, err := applySets(conf, sets)
+	got, err := applyOverrides(conf, sets)
 	require.NoError(t, err)
 	assert.Contains(t, got, "dsn: postgres://app:s3cret@db:5432/qiflow", "the secret survives, unlike with StreamBuilder.SetFields")
 	assert.Contains(t, got, "pool_size: 8")
 	assert.Contains(t, got, "http:\n    address: 127.0.0.1:9")
 	assert.Contains(t, got, "logger:\n    level: debug")
 
-	unchanged, err := applySets(conf, nil)
+	unchanged, err := applyOverrides(conf, nil)
 	require.NoError(t, err)
 	assert.Equal(t, conf, unchanged)
 }
 
 func TestParseSetsRefusesAMissingValue(t *testing.T) {
-	_, err := parseSets([]string{"output.timescale.pool_size"})
+	_, err := parseOverrides([]string{"output.timescale.pool_size"})
 	assert.ErrorContains(t, err, "want path=value")
-	_, err = parseSets([]string{"=3"})
+	_, err = parseOverrides([]string{"=3"})
 	assert.ErrorContains(t, err, "want path=value")
 }
 
@@ -54,7 +54,7 @@ func TestStreamLabelLeavesAMappingOfTheConfigsOwn(t *testing.T) {
 	assert.Equal(t, `meta stream = "prices"`, none[1].value)
 
 	own := streamLabel("prices", map[string]any{"metrics": map[string]any{"prometheus": map[string]any{}}})
-	assert.Equal(t, []fieldSet{{path: "metrics.mapping", value: `meta stream = "prices"`}}, own)
+	assert.Equal(t, []override{{path: "metrics.mapping", value: `meta stream = "prices"`}}, own)
 
 	mapped := streamLabel("prices", map[string]any{"metrics": map[string]any{"mapping": "root = this"}})
 	assert.Empty(t, mapped)
