@@ -11,10 +11,21 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT  ?= 30m
 BENCH_TIME    ?= 1x
 
-.PHONY: build test test-race lint bench demo deps-test clean
+.PHONY: build test test-race lint bench demo deps-test clean plugins
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qiflow ./cmd/qiflow
+
+## plugins: build the example plugins (examples/plugins/*) into
+## plugins.d/qiflow-plugin-<name>, where the external processor finds them by
+## name (QIFLOW_PLUGIN_DIR overrides the directory).
+plugins:
+	@mkdir -p plugins.d
+	@for dir in examples/plugins/*/; do \
+		name=$$(basename $$dir); \
+		echo "plugins.d/qiflow-plugin-$$name"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o plugins.d/qiflow-plugin-$$name ./$$dir || exit 1; \
+	done
 
 ## deps-test: install what the tests need: PostgreSQL's server binaries, and
 ## docker-compose to validate the compose file.

@@ -33,6 +33,7 @@ func TestEveryQiflowComponentFieldIsDescribed(t *testing.T) {
 		"input/redpanda": true, "input/market_data": true,
 		"output/redpanda": true, "output/timescale": true,
 		"processor/exchange_router": true,
+		"processor/external":        true,
 		"metrics/prometheus":        true,
 	}
 	views := map[string]*service.ConfigView{}

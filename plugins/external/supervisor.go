@@ -1,0 +1,338 @@
+package external
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/qicore/qiflow/internal/result"
+	"github.com/qicore/qiflow/pkg/pluginsdk/pluginpb"
+)
+
+// supervisor keeps one plugin process running for a processor: it starts
+// it, sends it batches, checks its health, and kills and restarts it when it
+// crashes, hangs or fails its check, within the restart budget.
+type supervisor struct {
+	conf    config
+	log     *service.Logger
+	metrics metrics
+	launch  func(context.Context) (*instance, error)
+
+	// startMu serialises (re)starts, so that callers who find the plugin
+	// dead at the same time start one process between them.
+	startMu sync.Mutex
+
+	mu       sync.Mutex
+	current  *instance   // the running process, nil while there is none
+	restarts []time.Time // restarts within the window, oldest first
+	// exhaustedAt is when the restart budget ran out, zero while it has
+	// not: the plugin counts as failed.
+	exhaustedAt time.Time
+	lastErr     error // why the last process ended, or failed to start
+	closed      bool
+
+	stop   chan struct{} // closed by close: ends waits and the health loop
+	health sync.WaitGroup
+}
+
+// startSupervisor starts the plugin's first process and its health loop. A
+// plugin that cannot start is an error here: the pipeline does not start.
+func startSupervisor(c config, log *service.Logger, m metrics) (*supervisor, error) {
+	log = log.With("plugin", c.name)
+	s := &supervisor{conf: c, log: log, metrics: m, stop: make(chan struct{})}
+	s.launch = func(ctx context.Context) (*instance, error) { return launch(ctx, c, log) }
+	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
+	defer cancel()
+	inst, err := s.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.current = inst
+	log.Infof("Started plugin %s (%s, pid %d)", c.name, c.path, inst.pid)
+	if c.healthInterval > 0 {
+		s.health.Add(1)
+		go s.healthLoop()
+	}
+	return s, nil
+}
+
+// process sends one batch to the plugin, on a new process if the current
+// one crashes, hangs or is unhealthy, until it gets an answer, the restart
+// budget runs out, or ctx ends. Its errors are *result.Error, transient.
+func (s *supervisor) process(ctx context.Context, req *pluginpb.ProcessBatchRequest) (*pluginpb.ProcessBatchResponse, error) {
+	for {
+		inst, err := s.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		callCtx, cancel := context.WithTimeout(ctx, s.conf.timeout)
+		started := time.Now()
+		resp, err := inst.rpc.ProcessBatch(callCtx, req)
+		s.metrics.latency.Timing(time.Since(started).Nanoseconds(), s.conf.name)
+		s.metrics.calls.Incr(1, s.conf.name)
+		hung := errors.Is(callCtx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, result.Wrap(result.System, "canceled", ctx.Err(),
+				fmt.Sprintf("plugin %s: the pipeline stopped while the batch was in flight", s.conf.name)).AsTransient()
+		}
+		s.metrics.callErrors.Incr(1, s.conf.name)
+		reason := fmt.Errorf("crashed or broke its connection during a batch: %w", err)
+		if hung || status.Code(err) == codes.DeadlineExceeded {
+			reason = fmt.Errorf("did not answer a batch within the timeout of %v", s.conf.timeout)
+		}
+		s.retire(inst, reason)
+	}
+}
+
+// acquire returns the running process, restarting the plugin if there is
+// none.
+func (s *supervisor) acquire(ctx context.Context) (*instance, error) {
+	s.mu.Lock()
+	inst, closed := s.current, s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, s.closedError()
+	}
+	if inst != nil {
+		if !inst.exited() {
+			return inst, nil
+		}
+		s.retire(inst, errors.New("exited"))
+	}
+	return s.restart(ctx)
+}
+
+// restart starts a new process after the backoff, unless restarts have
+// used up the window's budget. Then the plugin counts as failed: restart
+// waits up to backoff.max_interval for the budget to free up, so that the
+// pipeline does not spin, and returns a transient SYSTEM error. Once the
+// oldest restart leaves the window (with max_restarts 0: once a window has
+// passed since the failure), the plugin gets another start.
+func (s *supervisor) restart(ctx context.Context) (*instance, error) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, s.closedError()
+		}
+		if s.current != nil {
+			inst := s.current // another caller restarted it meanwhile
+			s.mu.Unlock()
+			return inst, nil
+		}
+		now := time.Now()
+		s.pruneLocked(now)
+		n, lastErr := len(s.restarts), s.lastErr
+		var retryAt time.Time
+		if n >= s.conf.maxRestarts {
+			first := s.exhaustedAt.IsZero()
+			if first {
+				s.exhaustedAt = now
+			}
+			retryAt = s.retryAtLocked()
+			if first {
+				s.metrics.failures.Incr(1, s.conf.name)
+				s.log.Errorf("Plugin %s failed: it needed more than %d restarts within %v (last: %v). Its batches are returned with a transient error for the input to retry; qiflow starts the plugin again at %s.",
+					s.conf.name, s.conf.maxRestarts, s.conf.restartWindow, lastErr, retryAt.Format(time.RFC3339))
+			}
+		}
+		retrying := !s.exhaustedAt.IsZero()
+		s.mu.Unlock()
+
+		if now.Before(retryAt) {
+			if err := s.sleep(ctx, min(s.conf.backoffMax, time.Until(retryAt))); err != nil {
+				return nil, err
+			}
+			if time.Now().Before(retryAt) {
+				return nil, result.Wrap(result.System, "plugin_unavailable", lastErr,
+					fmt.Sprintf("plugin %s failed: more than %d restarts within %v", s.conf.name, s.conf.maxRestarts, s.conf.restartWindow)).AsTransient()
+			}
+			continue
+		}
+		if retrying {
+			s.log.Infof("Starting plugin %s again after its failure", s.conf.name)
+		} else if err := s.sleep(ctx, s.backoff(n)); err != nil {
+			return nil, err
+		}
+
+		s.mu.Lock()
+		s.exhaustedAt = time.Time{}
+		s.restarts = append(s.restarts, time.Now())
+		s.mu.Unlock()
+		s.metrics.restarts.Incr(1, s.conf.name)
+		startCtx, cancel := context.WithTimeout(ctx, s.conf.startTimeout)
+		inst, err := s.launch(startCtx)
+		cancel()
+		if err != nil {
+			s.log.Warnf("Restart of plugin %s failed: %v", s.conf.name, err)
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			inst.kill()
+			return nil, s.closedError()
+		}
+		s.current = inst
+		s.mu.Unlock()
+		s.log.Infof("Restarted plugin %s (pid %d), restart %d within %v", s.conf.name, inst.pid, n+1, s.conf.restartWindow)
+		return inst, nil
+	}
+}
+
+// retryAtLocked is when a plugin whose restart budget ran out may start
+// again: when its oldest restart leaves the window, or with max_restarts 0
+// a window after the failure.
+func (s *supervisor) retryAtLocked() time.Time {
+	if len(s.restarts) > 0 {
+		return s.restarts[0].Add(s.conf.restartWindow)
+	}
+	return s.exhaustedAt.Add(s.conf.restartWindow)
+}
+
+func (s *supervisor) closedError() error {
+	return result.Wrap(result.System, "plugin_stopped", errClosed, "plugin "+s.conf.name).AsTransient()
+}
+
+// pruneLocked forgets restarts that have left the window.
+func (s *supervisor) pruneLocked(now time.Time) {
+	i := 0
+	for i < len(s.restarts) && now.Sub(s.restarts[i]) >= s.conf.restartWindow {
+		i++
+	}
+	s.restarts = s.restarts[i:]
+}
+
+// backoff is the wait before the restart that follows n restarts within
+// the window: initial_interval, doubled n times, at most max_interval.
+func (s *supervisor) backoff(n int) time.Duration {
+	d := s.conf.backoffInitial
+	for range n {
+		if d >= s.conf.backoffMax/2 {
+			return s.conf.backoffMax
+		}
+		d *= 2
+	}
+	return min(d, s.conf.backoffMax)
+}
+
+// sleep waits for d, or until ctx ends or the supervisor closes.
+func (s *supervisor) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return result.Wrap(result.System, "canceled", ctx.Err(),
+			fmt.Sprintf("plugin %s: the pipeline stopped while waiting to restart the plugin", s.conf.name)).AsTransient()
+	case <-s.stop:
+		return s.closedError()
+	}
+}
+
+// retire kills inst, unless another caller already has, and records why;
+// the next acquire restarts the plugin.
+func (s *supervisor) retire(inst *instance, reason error) {
+	s.mu.Lock()
+	if s.current != inst {
+		s.mu.Unlock()
+		return
+	}
+	s.current = nil
+	s.lastErr = fmt.Errorf("pid %d %w", inst.pid, reason)
+	s.mu.Unlock()
+	s.log.Warnf("Plugin %s (pid %d) %v; restarting it", s.conf.name, inst.pid, reason)
+	inst.kill()
+}
+
+// healthLoop checks the plugin every health_interval, kills it when the
+// check fails, and restarts a plugin that is gone, so that the next batch
+// finds it running.
+func (s *supervisor) healthLoop() {
+	defer s.health.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	t := time.NewTicker(s.conf.healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		inst, failed := s.current, !s.exhaustedAt.IsZero()
+		s.mu.Unlock()
+		if inst == nil || inst.exited() {
+			if !failed {
+				// Errors are logged by restart and met again by the next batch.
+				_, _ = s.acquire(ctx)
+			}
+			continue
+		}
+		if err := s.check(ctx, inst); err != nil && ctx.Err() == nil {
+			s.metrics.callErrors.Incr(1, s.conf.name)
+			s.retire(inst, err)
+		}
+	}
+}
+
+// check runs one health check.
+func (s *supervisor) check(ctx context.Context, inst *instance) error {
+	ctx, cancel := context.WithTimeout(ctx, s.conf.healthTimeout)
+	defer cancel()
+	resp, err := inst.rpc.CheckHealth(ctx, &pluginpb.CheckHealthRequest{})
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("did not answer its health check within %v", s.conf.healthTimeout)
+	case err != nil:
+		return fmt.Errorf("failed its health check: %w", err)
+	case resp.Error != "":
+		return fmt.Errorf("reported itself unhealthy: %s", resp.Error)
+	}
+	return nil
+}
+
+// close stops the health loop and the plugin. A batch still in flight gets
+// a transient error.
+func (s *supervisor) close(_ context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	inst := s.current
+	s.current = nil
+	close(s.stop)
+	s.mu.Unlock()
+	s.health.Wait()
+	if inst != nil {
+		inst.stop()
+		s.log.Infof("Stopped plugin %s (pid %d)", s.conf.name, inst.pid)
+	}
+	return nil
+}
