@@ -376,6 +376,11 @@ func twoPlugins(t *testing.T) (qiflowProcess, []int) {
 	for _, pid := range pids {
 		require.True(t, processAlive(pid))
 	}
+	// Signals are the subject: wait until a message went through, long
+	// after Benthos installed its signal handler (a SIGTERM just before
+	// that kills the process with the default action).
+	broker.Produce(t, "in", &kgo.Record{Value: []byte(`{"symbol":"xbt"}`)})
+	broker.WaitForCommit(t, "test", "in", 30*time.Second, proc.Output)
 	return proc, pids
 }
 
