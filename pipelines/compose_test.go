@@ -2,6 +2,7 @@ package pipelines_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,6 +103,13 @@ func TestComposeServicesRunWithoutDocker(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s is ready:\n%s", name, p.Output())
 	}
+	// The ingest services run with --watch: a reload answers for itself.
+	resp, err := http.Post("http://"+procs["ingest-prices"].http+"/reload", "", nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Contains(t, string(body), `"result": "unchanged"`)
 	for name, p := range procs {
 		require.NoError(t, p.Signal(syscall.SIGTERM))
 		code, err := p.Wait(30 * time.Second)

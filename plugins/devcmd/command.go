@@ -207,6 +207,7 @@ func useServices(svc *services) (restore func(), err error) {
 	dev := *current
 	dev.Redpanda.Brokers = svc.seeds
 	dev.Database.URL = profile.Secret(svc.dsn)
+	dev.Database.Password, dev.Database.PasswordFile = "", "" // the DSN says all
 	if svc.broker != nil {
 		dev.Redpanda.TLS, dev.Redpanda.SASL = profile.TLS{}, profile.SASL{Mechanism: profile.MechanismNone}
 	}
