@@ -52,6 +52,11 @@ type harness struct {
 
 func newHarness(t *testing.T, streams bool, files map[string]string) *harness {
 	t.Helper()
+	return newHarnessWithEnv(t, streams, map[string]string{}, files)
+}
+
+func newHarnessWithEnv(t *testing.T, streams bool, vars, files map[string]string) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	targets := []string{dir}
 	for name, text := range files {
@@ -61,7 +66,7 @@ func newHarness(t *testing.T, streams bool, files map[string]string) *harness {
 			targets = []string{path}
 		}
 	}
-	e := &env{vars: map[string]string{}}
+	e := &env{vars: vars}
 	sup, err := New(Options{
 		Targets: targets, Streams: streams,
 		StartTimeout: 500 * time.Millisecond, DrainTimeout: 5 * time.Second,
@@ -123,7 +128,7 @@ func TestAFailedRestoreGivesUpAndLetsTheNextReloadIn(t *testing.T) {
 	const old = "input:\n  generate:\n    interval: 10ms\n    mapping: '${MAPPING}'\noutput:\n  drop: {}\n"
 	// The old config reads its mapping from the environment; the
 	// environment changes under it, so it cannot start again.
-	h := newHarnessWithEnv(t, map[string]string{"MAPPING": `root = "a"`}, old)
+	h := newHarnessWithEnv(t, false, map[string]string{"MAPPING": `root = "a"`}, map[string]string{"p.yaml": old})
 	h.env.set("MAPPING", "root = ")
 	h.write(t, "p.yaml", "input:\n  generate:\n    interval: 10ms\n    mapping: 'root = 1'\noutput:\n  socket:\n    network: tcp\n    address: 127.0.0.1:1\n")
 
@@ -139,29 +144,6 @@ func TestAFailedRestoreGivesUpAndLetsTheNextReloadIn(t *testing.T) {
 	rec = h.reload(t)
 	assert.Equal(t, Applied, rec.Result, rec.Reason)
 	assert.True(t, h.has("p"))
-}
-
-func newHarnessWithEnv(t *testing.T, vars map[string]string, text string) *harness {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "p.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
-	e := &env{vars: vars}
-	sup, err := New(Options{
-		Targets: []string{path}, StartTimeout: 500 * time.Millisecond, DrainTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EnvLookup: e.lookup,
-	})
-	require.NoError(t, err)
-	sup.restoreBackoff = 10 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sup.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return sup.has("p") }, 10*time.Second, 10*time.Millisecond)
-	return &harness{Supervisor: sup, dir: dir, env: e}
 }
 
 func TestNoReloadRunsAfterShutdownBegan(t *testing.T) {
