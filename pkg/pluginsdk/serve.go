@@ -38,8 +38,9 @@ const closeTimeout = 5 * time.Second
 //     processes that batch's messages again one at a time, so that only the
 //     messages that panic fail, with code "plugin_panic".
 //   - exits when qiflow is gone, even when qiflow was killed with SIGKILL
-//     and could not stop it: it checks its parent process twice a second
-//     (go-plugin itself leaves such a plugin running).
+//     and could not stop it, and also when it runs under a wrapper script:
+//     it watches a pipe only qiflow holds open (go-plugin itself leaves such
+//     a plugin running).
 //   - ignores SIGINT and SIGTERM, because qiflow decides when its plugins
 //     stop: a Ctrl-C in a terminal or a service manager's stop signals the
 //     whole process group, and the plugin must outlive qiflow's draining of

@@ -184,6 +184,34 @@ func TestAPluginExitsWhenItsParentIsGone(t *testing.T) {
 	assert.Contains(t, string(logged), "qiflow is gone; the plugin exits", "it exited because its parent was gone")
 }
 
+// qiflow holds the write end of a pipe whose read end the plugin gets;
+// EOF on it tells the plugin that qiflow is gone, whoever its parent is.
+func TestAPluginExitsWhenQiflowsPipeCloses(t *testing.T) {
+	bin := testenv.BuildBinary(t, "./examples/plugins/noop")
+	pluginEnd, qiflowEnd, err := os.Pipe()
+	require.NoError(t, err)
+	defer qiflowEnd.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), pluginpb.Handshake.MagicCookieKey+"="+pluginpb.Handshake.MagicCookieValue,
+		"PLUGIN_PROTOCOL_VERSIONS=1", pluginpb.HostPIDEnv+"="+strconv.Itoa(os.Getpid()), pluginpb.ParentFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{pluginEnd}
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	require.NoError(t, pluginEnd.Close())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	require.NoError(t, qiflowEnd.Close(), "qiflow is gone")
+	select {
+	case err := <-exited:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("the plugin still runs after its pipe closed")
+	}
+	assert.Contains(t, stderr.String(), "qiflow is gone; the plugin exits")
+}
+
 // alive reports whether pid runs and is not a zombie.
 func alive(pid int) bool {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

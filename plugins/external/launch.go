@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -67,67 +72,145 @@ func resolvePlugin(value string) (path, name string, err error) {
 	return path, name, nil
 }
 
-// pluginEnv is the environment a plugin runs with: qiflow's, without
-// qiflow's own credentials. A plugin that needs one gets it explicitly,
-// through its config, e.g. config: { dsn: "${DATABASE_URL}" }.
-func pluginEnv(environ []string) []string {
-	env := make([]string, 0, len(environ))
+// pluginEnv is the environment a plugin runs with: an allowlist of
+// qiflow's variables that programs need to run (PATH, HOME, locale, time
+// zone, CA certificates), never qiflow's credentials, plus extra, the
+// processor's env field. go-plugin adds its own variables, and launch
+// qiflow's QIFLOW_PLUGIN_ ones. A plugin that needs a credential gets it
+// explicitly, e.g. env: { ENRICHER_TOKEN: "${ENRICHER_TOKEN}" }.
+func pluginEnv(environ []string, extra map[string]string) []string {
+	env := make([]string, 0, len(environ)+len(extra))
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !isCredential(name) {
+		if _, overridden := extra[name]; !overridden && inheritable(name) {
 			env = append(env, kv)
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		env = append(env, name+"="+extra[name])
 	}
 	return env
 }
 
-// isCredential reports whether an environment variable holds one of
-// qiflow's credentials: DESIGN.md's DATABASE_URL and REDPANDA_PASSWORD, and
-// the profile's QIFLOW_ variables for passwords and the database URL.
-func isCredential(name string) bool {
+// inheritable reports whether a plugin inherits qiflow's environment
+// variable name.
+func inheritable(name string) bool {
 	switch name {
-	case "DATABASE_URL", "REDPANDA_PASSWORD":
+	case "PATH", "HOME", "TMPDIR", "TZ", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR":
 		return true
 	}
-	upper := strings.ToUpper(name)
-	return strings.HasPrefix(upper, "QIFLOW_") &&
-		(strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "SECRET") || strings.Contains(upper, "DATABASE_URL"))
+	return strings.HasPrefix(name, "LC_")
 }
 
-// instance is one running plugin process.
+// cleanupTimeout bounds how long qiflow waits for go-plugin to clean up
+// after a process it killed: go-plugin waits until the plugin's standard
+// output and error close, which a child that escaped the process group can
+// hold open for ever.
+const cleanupTimeout = 5 * time.Second
+
+// stopGrace is how long a healthy plugin gets to exit after qiflow asked it
+// to, before its process group is killed; go-plugin itself kills the
+// process after two seconds.
+const stopGrace = 3 * time.Second
+
+// instance is one running plugin process, the leader of its own process
+// group.
 type instance struct {
 	client *plugin.Client
 	rpc    pluginpb.ProcessorClient
 	pid    int
+	log    *service.Logger
+	output *pluginOutput
+	// parent is qiflow's end of the pipe whose other end the plugin holds:
+	// the plugin sees EOF when qiflow closes it or dies.
+	parent *os.File
+
+	cleanupOnce sync.Once
+	cleaned     chan struct{} // closed once go-plugin has cleaned up
 }
 
 // exited reports whether the process has ended.
 func (i *instance) exited() bool { return i.client.Exited() }
 
 // kill ends a process that crashed, hangs or failed its health check at
-// once, with SIGKILL: asking a hung plugin to stop would only add go-plugin's
-// two-second grace period. It then lets go-plugin clean up its side. A
-// process go-plugin has seen exit is not signalled, since its PID may have
-// been reused.
+// once: SIGKILL to its process group, so that children it left holding its
+// output die too, and go-plugin's cleanup in the background, so that the
+// caller never waits for it.
 func (i *instance) kill() {
-	if i.pid > 0 && !i.client.Exited() {
-		if p, err := os.FindProcess(i.pid); err == nil {
-			_ = p.Kill()
-		}
+	i.killGroup()
+	i.cleanup()
+}
+
+// killGroup sends SIGKILL to the plugin's process group, unless go-plugin
+// has reaped the process: then the group's ID may have been reused.
+func (i *instance) killGroup() {
+	select {
+	case <-i.cleaned:
+		return
+	default:
 	}
-	i.client.Kill()
+	if i.pid > 0 {
+		_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+	}
+}
+
+// cleanup starts go-plugin's Kill, once, in the background: it closes the
+// connection, asks the plugin to exit, kills the process after two seconds,
+// and waits for its output to close. Then qiflow logs the plugin's last
+// partial lines and closes its end of the parent pipe.
+func (i *instance) cleanup() {
+	i.cleanupOnce.Do(func() {
+		go func() {
+			i.client.Kill()
+			i.output.flush()
+			_ = i.parent.Close()
+			close(i.cleaned)
+		}()
+	})
+}
+
+// wait waits for go-plugin's cleanup for at most d, and logs it when it
+// does not finish.
+func (i *instance) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-i.cleaned:
+	case <-t.C:
+		i.log.Warnf("Plugin process %d: go-plugin did not clean up within %v; a process outside the plugin's process group may hold its output", i.pid, d)
+	}
 }
 
 // stop ends a healthy process gracefully: go-plugin asks it to shut down,
-// which lets the SDK call the plugin's Close, and kills it if it has not
-// exited after two seconds.
-func (i *instance) stop() { i.client.Kill() }
+// which lets the SDK call the plugin's Close. A process still running after
+// stopGrace or when ctx ends is killed with its process group, and so is
+// whatever the plugin left behind.
+func (i *instance) stop(ctx context.Context) {
+	i.cleanup()
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case <-i.cleaned:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	i.killGroup()
+	i.wait(cleanupTimeout)
+}
 
-// launch starts one plugin process, completes the handshake and hands the
-// plugin its configuration.
+// launch starts one plugin process in its own process group, completes the
+// handshake and hands the plugin its configuration.
 func launch(ctx context.Context, c config, log *service.Logger) (*instance, error) {
+	pluginEnd, qiflowEnd, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start plugin %s: parent pipe: %w", c.name, err)
+	}
 	cmd := exec.Command(c.path)
-	cmd.Env = append(pluginEnv(os.Environ()), pluginpb.HostPIDEnv+"="+strconv.Itoa(os.Getpid()))
+	cmd.Env = append(pluginEnv(os.Environ(), c.env),
+		pluginpb.HostPIDEnv+"="+strconv.Itoa(os.Getpid()),
+		pluginpb.ParentFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{pluginEnd} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	output := newPluginOutput(log)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig: pluginpb.Handshake,
@@ -135,7 +218,7 @@ func launch(ctx context.Context, c config, log *service.Logger) (*instance, erro
 			pluginpb.ProtocolVersion: {pluginpb.PluginName: &pluginpb.GRPCPlugin{}},
 		},
 		Cmd:              cmd,
-		SkipHostEnv:      true, // cmd.Env has it already
+		SkipHostEnv:      true, // cmd.Env has what the plugin gets
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     c.startTimeout,
 		Logger:           newHclogAdapter(log),
@@ -147,36 +230,40 @@ func launch(ctx context.Context, c config, log *service.Logger) (*instance, erro
 			grpc.MaxCallSendMsgSize(pluginpb.MaxMessageBytes),
 		)},
 	})
-	inst, err := handshake(ctx, client, c)
+	inst := &instance{client: client, log: log, output: output, parent: qiflowEnd, cleaned: make(chan struct{})}
+	err = handshake(ctx, inst, cmd, c)
+	_ = pluginEnd.Close() // the plugin has its copy once it started
 	if err != nil {
-		client.Kill()
+		inst.kill()
+		inst.wait(cleanupTimeout)
 		return nil, err
 	}
 	return inst, nil
 }
 
-func handshake(ctx context.Context, client *plugin.Client, c config) (*instance, error) {
-	conn, err := client.Client()
+// handshake connects to a started plugin and configures it.
+func handshake(ctx context.Context, inst *instance, cmd *exec.Cmd, c config) error {
+	conn, err := inst.client.Client()
+	if cmd.Process != nil { // Client has started it, even if it then failed
+		inst.pid = cmd.Process.Pid
+	}
 	if err != nil {
-		return nil, startError(c, err)
+		return startError(c, err)
 	}
 	raw, err := conn.Dispense(pluginpb.PluginName)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s (%s): %w", c.name, c.path, err)
+		return fmt.Errorf("plugin %s (%s): %w", c.name, c.path, err)
 	}
-	inst := &instance{client: client, rpc: raw.(pluginpb.ProcessorClient)}
-	if rc := client.ReattachConfig(); rc != nil {
-		inst.pid = rc.Pid
-	}
+	inst.rpc = raw.(pluginpb.ProcessorClient)
 	resp, err := inst.rpc.Configure(ctx, &pluginpb.ConfigureRequest{ConfigJson: c.configJSON})
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s (pid %d): configure: %w", c.name, inst.pid, err)
+		return fmt.Errorf("plugin %s (pid %d): configure: %w", c.name, inst.pid, err)
 	}
 	if resp.Error != "" {
-		return nil, result.New(result.System, "plugin_config",
+		return result.New(result.System, "plugin_config",
 			fmt.Sprintf("plugin %s rejected its %s: %s", c.name, exFieldConfig, resp.Error))
 	}
-	return inst, nil
+	return nil
 }
 
 // pluginVersion finds the protocol version a plugin announced in

@@ -21,6 +21,7 @@ type pluginOutput struct {
 
 	mu      sync.Mutex
 	inPanic bool
+	writers []*lineWriter
 }
 
 func newPluginOutput(log *service.Logger) *pluginOutput {
@@ -28,9 +29,24 @@ func newPluginOutput(log *service.Logger) *pluginOutput {
 }
 
 // writer returns a writer for one stream. Each stream needs its own, since
-// it buffers partial lines.
+// it buffers partial lines; flush logs what they hold.
 func (o *pluginOutput) writer() *lineWriter {
-	return &lineWriter{line: o.logLine}
+	w := &lineWriter{line: o.logLine}
+	o.mu.Lock()
+	o.writers = append(o.writers, w)
+	o.mu.Unlock()
+	return w
+}
+
+// flush logs the partial last line of each stream, once the process has
+// exited: its last words before a crash often lack a newline.
+func (o *pluginOutput) flush() {
+	o.mu.Lock()
+	writers := o.writers
+	o.mu.Unlock()
+	for _, w := range writers {
+		w.flush()
+	}
 }
 
 func (o *pluginOutput) logLine(line []byte) {
@@ -88,6 +104,11 @@ func (o *pluginOutput) logEntry(msg string, entry map[string]any) {
 	}
 }
 
+// maxLineBytes is the longest line a lineWriter buffers: a longer one is
+// logged in pieces of this size, so that a plugin writing without newlines
+// cannot make qiflow buffer without limit.
+const maxLineBytes = 64 << 10
+
 // lineWriter calls line for every complete line written to it.
 type lineWriter struct {
 	line func([]byte)
@@ -103,7 +124,13 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
-			break
+			if len(w.buf) < maxLineBytes {
+				break
+			}
+			i = maxLineBytes
+			w.line(w.buf[:i])
+			w.buf = w.buf[i:]
+			continue
 		}
 		w.line(w.buf[:i])
 		w.buf = w.buf[i+1:]
@@ -112,6 +139,16 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.buf = nil // let a large line's buffer go
 	}
 	return len(p), nil
+}
+
+// flush logs a partial line that is left.
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.line(w.buf)
+	}
+	w.buf = nil
 }
 
 // hclogAdapter is the logger go-plugin gets for its own messages: starting

@@ -17,6 +17,7 @@ import (
 const (
 	exFieldPlugin         = "plugin"
 	exFieldConfig         = "config"
+	exFieldEnv            = "env"
 	exFieldTimeout        = "timeout"
 	exFieldStartTimeout   = "start_timeout"
 	exFieldHealthInterval = "health_interval"
@@ -50,7 +51,7 @@ The plugin is a program built with `+"`github.com/qicore/qiflow/pkg/pluginsdk`"+
 
 **Discovery.** A `+"`plugin`"+` without a `+"`/`"+` is a name: qiflow runs `+"`qiflow-plugin-<name>`"+` from the directory in `+"`QIFLOW_PLUGIN_DIR`"+` (default `+"`./plugins.d`"+`). A value with a `+"`/`"+` is a path to the executable.
 
-**Lifecycle.** The plugin starts, and receives `+"`config`"+`, when the pipeline is built, so that a missing or incompatible plugin, or a config it rejects, stops qiflow at startup with a clear error. It stops when the pipeline stops. A plugin built with the SDK also exits on its own within a second when qiflow dies, even of SIGKILL.
+**Lifecycle.** When the pipeline is built, qiflow starts the plugin, hands it `+"`config`"+` and stops it again, so that a missing or incompatible plugin, or a config it rejects, stops qiflow at startup with a clear error. The process that does the work starts on the first batch, in its own process group, and stops, with whatever it started, when the pipeline stops. A plugin built with the SDK also exits on its own when qiflow dies, even of SIGKILL, and even under a wrapper script.
 
 **Restarts.** A plugin that crashes, does not answer a batch within `+"`timeout`"+`, or fails its health check is killed and restarted after a backoff, and the batch in flight is sent again to the new process: no message is lost and none is processed twice downstream. After `+"`max_restarts`"+` restarts within `+"`restart_window`"+` the plugin counts as failed: qiflow logs an error, and each batch then waits `+"`backoff.max_interval`"+` and leaves with a transient SYSTEM error (code `+"`plugin_unavailable`"+`), which a `+"`reject_errored`"+` output turns into a nack: the redpanda input replays the messages later and never commits past them. qiflow starts the plugin again once the oldest restart leaves the window.
 
@@ -66,6 +67,10 @@ The plugin is a program built with `+"`github.com/qicore/qiflow/pkg/pluginsdk`"+
 				Description("Configuration for the plugin, any YAML, handed to its `Configure` as JSON on every start. Environment variables are interpolated as anywhere in the config.").
 				Default(map[string]any{}).
 				Example(map[string]any{"mapping": map[string]any{"xbt": "BTC", "xdg": "DOGE"}}),
+			service.NewStringMapField(exFieldEnv).
+				Description("Environment variables for the plugin, besides the few it inherits from qiflow (`PATH`, `HOME`, `TMPDIR`, `TZ`, `LANG`, `LC_*`, `SSL_CERT_FILE`, `SSL_CERT_DIR`). qiflow's other variables, its credentials among them, are not passed on: give a plugin what it needs here, interpolated from qiflow's environment.").
+				Default(map[string]any{}).
+				Example(map[string]any{"ENRICHER_TOKEN": "${ENRICHER_TOKEN}", "HTTPS_PROXY": "http://proxy:3128"}),
 			service.NewDurationField(exFieldTimeout).
 				Description("How long the plugin may take to answer one batch. A plugin that takes longer counts as hung: it is killed and restarted, and the batch is sent to the new process.").
 				Default("30s").
@@ -148,6 +153,7 @@ type config struct {
 	// the plugin's name in logs and metric labels.
 	plugin, path, name string
 	configJSON         []byte
+	env                map[string]string // extra environment variables
 
 	timeout, startTimeout         time.Duration
 	healthInterval, healthTimeout time.Duration
@@ -173,6 +179,9 @@ func configFromParsed(conf *service.ParsedConfig) (config, error) {
 	}
 	if c.configJSON, err = json.Marshal(raw); err != nil {
 		return c, fmt.Errorf("%s: encode as JSON: %w", exFieldConfig, err)
+	}
+	if c.env, err = conf.FieldStringMap(exFieldEnv); err != nil {
+		return c, err
 	}
 	durations := []struct {
 		field string
@@ -220,10 +229,11 @@ type processor struct {
 	name    string
 }
 
-// newProcessor starts the plugin; see supervisor.
+// newProcessor checks that the plugin starts and accepts its config; the
+// process that does the work starts on the first batch. See supervisor.
 func newProcessor(c config, log *service.Logger, m metrics) (*processor, error) {
-	sup, err := startSupervisor(c, log, m)
-	if err != nil {
+	sup := newSupervisor(c, log, m)
+	if err := sup.validate(); err != nil {
 		return nil, err
 	}
 	return &processor{sup: sup, metrics: m, name: c.name}, nil

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,7 +239,7 @@ config:
   marker_dir: %s
 `, filepath.Join(dir, PluginPrefix+"testplugin"), t.TempDir()))
 
-	first := currentPID(p)
+	first := startedPID(t, p)
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "Restarted plugin testplugin") }, 20*time.Second, 10*time.Millisecond)
 	assert.Contains(t, logs.String(), "reported itself unhealthy: unhealthy as told")
 
@@ -257,7 +259,7 @@ func TestCloseStopsThePluginProcess(t *testing.T) {
 	require.NoError(t, err)
 	p, err := newProcessor(c, service.MockResources().Logger(), newMetrics(service.MockResources().Metrics()))
 	require.NoError(t, err)
-	pid := currentPID(p)
+	pid := startedPID(t, p)
 	require.True(t, processAlive(pid))
 	require.NoError(t, p.Close(context.Background()))
 	assert.False(t, processAlive(pid))
@@ -267,11 +269,16 @@ func TestCloseStopsThePluginProcess(t *testing.T) {
 	assert.Contains(t, out[0].GetError().Error(), "SYSTEM plugin_stopped")
 }
 
-// currentPID is the PID of the plugin process p runs now.
-func currentPID(p *processor) int {
-	p.sup.mu.Lock()
-	defer p.sup.mu.Unlock()
-	return p.sup.current.pid
+// startedPID sends p a batch, which starts the plugin, and returns the PID
+// of the process that answered it.
+func startedPID(t *testing.T, p *processor) int {
+	t.Helper()
+	out := process(t, p, batchOf("start"))
+	require.NoError(t, out[0].GetError())
+	pid, _ := out[0].MetaGet("plugin_pid")
+	n, err := strconv.Atoi(pid)
+	require.NoError(t, err, "plugin_pid %q", pid)
+	return n
 }
 
 // processAlive reports whether pid runs and is not a zombie.
@@ -285,13 +292,135 @@ func processAlive(pid int) bool {
 	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
 }
 
-func TestPluginsDoNotInheritQiflowsCredentials(t *testing.T) {
+func TestPluginsInheritOnlyAnAllowlistOfVariablesPlusTheirEnvField(t *testing.T) {
 	env := pluginEnv([]string{
-		"PATH=/bin", "DATABASE_URL=postgres://u:secret@db/q", "REDPANDA_PASSWORD=secret", "REDPANDA_USERNAME=ingest",
-		"QIFLOW_DATABASE_PASSWORD_FILE=/run/secrets/db", "QIFLOW_REDPANDA_SASL_PASSWORD=secret", "QIFLOW_DATABASE_URL=postgres://x",
-		"QIFLOW_ENV=production", "QIFLOW_PLUGIN_DIR=/plugins", "ENRICHER_TOKEN=mine",
+		"PATH=/bin", "HOME=/home/q", "TMPDIR=/tmp", "TZ=UTC", "LANG=C.UTF-8", "LC_ALL=C", "SSL_CERT_FILE=/ca.pem", "SSL_CERT_DIR=/ca",
+		"DATABASE_URL=postgres://u:secret@db/q", "REDPANDA_PASSWORD=secret", "PGPASSWORD=secret", "PGPASSFILE=/p", "PGSERVICEFILE=/s",
+		"AWS_SECRET_ACCESS_KEY=secret", "QIFLOW_DATABASE_PASSWORD_FILE=/run/secrets/db", "QIFLOW_ENV=production", "ENRICHER_TOKEN=mine",
+	}, map[string]string{"ENRICHER_TOKEN": "given", "TZ": "Europe/Paris"})
+	assert.Equal(t, []string{
+		"PATH=/bin", "HOME=/home/q", "TMPDIR=/tmp", "LANG=C.UTF-8", "LC_ALL=C", "SSL_CERT_FILE=/ca.pem", "SSL_CERT_DIR=/ca",
+		"ENRICHER_TOKEN=given", "TZ=Europe/Paris",
+	}, env)
+}
+
+func TestAPluginProcessSeesNoneOfQiflowsCredentialsButItsEnvField(t *testing.T) {
+	t.Setenv("PGPASSWORD", "secret")
+	t.Setenv("DATABASE_URL", "postgres://u:secret@db/q")
+	dir := pluginDir(t, "testplugin")
+	p, _ := newTestProcessor(t, fmt.Sprintf(`
+plugin: %s
+env: { ENRICHER_TOKEN: given }
+config:
+  env_keys: [ PGPASSWORD, DATABASE_URL, ENRICHER_TOKEN, PATH ]
+`, filepath.Join(dir, PluginPrefix+"testplugin")))
+	out := process(t, p, batchOf("x"))
+	require.NoError(t, out[0].GetError())
+	var seen []string
+	_ = out[0].MetaWalk(func(k, v string) error {
+		if name, ok := strings.CutPrefix(k, "env:"); ok {
+			seen = append(seen, name)
+		}
+		return nil
 	})
-	assert.Equal(t, []string{"PATH=/bin", "REDPANDA_USERNAME=ingest", "QIFLOW_ENV=production", "QIFLOW_PLUGIN_DIR=/plugins", "ENRICHER_TOKEN=mine"}, env)
+	assert.ElementsMatch(t, []string{"ENRICHER_TOKEN", "PATH"}, seen)
+	token, _ := out[0].MetaGet("env:ENRICHER_TOKEN")
+	assert.Equal(t, "given", token)
+}
+
+// wrapperPlugin writes a shell script that runs the test plugin without
+// exec, so that the plugin is not qiflow's child, after starting a sleep
+// that holds the plugin's standard output and error and records its PID
+// in the returned file.
+func wrapperPlugin(t *testing.T) (path, sleepers string) {
+	t.Helper()
+	bin := filepath.Join(pluginDir(t, "testplugin"), PluginPrefix+"testplugin")
+	dir := t.TempDir()
+	sleepers = filepath.Join(dir, "sleepers")
+	path = filepath.Join(dir, PluginPrefix+"wrapped")
+	script := fmt.Sprintf("#!/bin/sh\nsleep 3600 &\necho $! >>%q\n%q\n", sleepers, bin)
+	require.NoError(t, os.WriteFile(path, []byte(script), 0o755))
+	return path, sleepers
+}
+
+// pids reads the PIDs listed in file, one a line.
+func pids(t *testing.T, file string) []int {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	var out []int
+	for _, f := range strings.Fields(string(data)) {
+		pid, err := strconv.Atoi(f)
+		require.NoError(t, err)
+		out = append(out, pid)
+	}
+	return out
+}
+
+// withinAMinute runs f and fails the test if it has not returned after a
+// minute: the bound only tells a hang from slowness.
+func withinAMinute(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s hangs", what)
+	}
+}
+
+func TestAPluginUnderAWrapperThatLeftAChildHoldingItsOutputIsRestartedAndLeavesNoProcess(t *testing.T) {
+	path, sleepers := wrapperPlugin(t)
+	p, logs := newTestProcessor(t, fmt.Sprintf(`
+plugin: %s
+backoff: { initial_interval: 10ms }
+config:
+  crash_on_batch: 1
+  marker_dir: %s
+`, path, t.TempDir()))
+
+	var out service.MessageBatch
+	withinAMinute(t, "a batch whose plugin crashed", func() { out = process(t, p, batchOf("x")) })
+	require.NoError(t, out[0].GetError(), "logs:\n%s", logs)
+	got, _ := out[0].AsBytes()
+	assert.Equal(t, "processed:x", string(got), "the restarted plugin processed the batch")
+	assert.Contains(t, logs.String(), "crashed or broke its connection during a batch")
+
+	withinAMinute(t, "Close", func() { require.NoError(t, p.Close(context.Background())) })
+	left := pids(t, sleepers)
+	require.Len(t, left, 3, "three wrappers ran: the check at construction, the crashed process and its restart")
+	for _, pid := range left {
+		assert.Eventually(t, func() bool { return !processAlive(pid) }, 10*time.Second, 20*time.Millisecond,
+			"the wrapper's child %d was killed with the plugin's process group", pid)
+	}
+}
+
+func TestCloseKillsAStoppedPluginWhenItsContextEnds(t *testing.T) {
+	dir := pluginDir(t, "testplugin")
+	p, _ := newTestProcessor(t, "plugin: "+filepath.Join(dir, PluginPrefix+"testplugin"))
+	pid := startedPID(t, p)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	withinAMinute(t, "Close", func() { require.NoError(t, p.Close(ctx)) })
+	assert.Eventually(t, func() bool { return !processAlive(pid) }, 10*time.Second, 20*time.Millisecond, "the stopped plugin was killed")
+}
+
+func TestBuildingTheProcessorLeavesNoPluginProcessUntilTheFirstBatch(t *testing.T) {
+	path, sleepers := wrapperPlugin(t)
+	p, _ := newTestProcessor(t, "plugin: "+path)
+	checked := pids(t, sleepers)
+	require.Len(t, checked, 1, "the plugin ran once, to check it starts and takes its config")
+	assert.Eventually(t, func() bool { return !processAlive(checked[0]) }, 10*time.Second, 20*time.Millisecond,
+		"the check's process group is gone")
+	assert.Empty(t, children(os.Getpid()), "no plugin runs before the first batch")
+
+	startedPID(t, p)
+	assert.Len(t, pids(t, sleepers), 2, "the first batch started the plugin")
 }
 
 func TestDroppedMessagesLeaveAndAFailedBatchIsRetried(t *testing.T) {

@@ -16,8 +16,9 @@ import (
 )
 
 // supervisor keeps one plugin process running for a processor: it starts
-// it, sends it batches, checks its health, and kills and restarts it when it
-// crashes, hangs or fails its check, within the restart budget.
+// it on the first batch, sends it batches, checks its health, and kills and
+// restarts it when it crashes, hangs or fails its check, within the restart
+// budget.
 type supervisor struct {
 	conf    config
 	log     *service.Logger
@@ -29,6 +30,7 @@ type supervisor struct {
 	startMu sync.Mutex
 
 	mu       sync.Mutex
+	started  bool        // the first process has been started
 	current  *instance   // the running process, nil while there is none
 	restarts []time.Time // restarts within the window, oldest first
 	// exhaustedAt is when the restart budget ran out, zero while it has
@@ -37,29 +39,32 @@ type supervisor struct {
 	lastErr     error // why the last process ended, or failed to start
 	closed      bool
 
-	stop   chan struct{} // closed by close: ends waits and the health loop
+	stop   chan struct{} // closed by close: ends calls, waits and the health loop
 	health sync.WaitGroup
 }
 
-// startSupervisor starts the plugin's first process and its health loop. A
-// plugin that cannot start is an error here: the pipeline does not start.
-func startSupervisor(c config, log *service.Logger, m metrics) (*supervisor, error) {
+// newSupervisor returns a supervisor that starts the plugin, and its health
+// loop, on the first batch.
+func newSupervisor(c config, log *service.Logger, m metrics) *supervisor {
 	log = log.With("plugin", c.name)
 	s := &supervisor{conf: c, log: log, metrics: m, stop: make(chan struct{})}
 	s.launch = func(ctx context.Context) (*instance, error) { return launch(ctx, c, log) }
-	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
+	return s
+}
+
+// validate starts a plugin process, configures it and stops it again, so
+// that a missing or incompatible plugin, or a config it rejects, is an
+// error when the pipeline is built, without a process that outlives a
+// pipeline whose construction fails later.
+func (s *supervisor) validate() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.conf.startTimeout)
 	defer cancel()
 	inst, err := s.launch(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.current = inst
-	log.Infof("Started plugin %s (%s, pid %d)", c.name, c.path, inst.pid)
-	if c.healthInterval > 0 {
-		s.health.Add(1)
-		go s.healthLoop()
-	}
-	return s, nil
+	inst.stop(ctx)
+	return nil
 }
 
 // process sends one batch to the plugin, on a new process if the current
@@ -72,6 +77,13 @@ func (s *supervisor) process(ctx context.Context, req *pluginpb.ProcessBatchRequ
 			return nil, err
 		}
 		callCtx, cancel := context.WithTimeout(ctx, s.conf.timeout)
+		go func() { // close ends the call
+			select {
+			case <-s.stop:
+				cancel()
+			case <-callCtx.Done():
+			}
+		}()
 		started := time.Now()
 		resp, err := inst.rpc.ProcessBatch(callCtx, req)
 		s.metrics.latency.Timing(time.Since(started).Nanoseconds(), s.conf.name)
@@ -84,6 +96,9 @@ func (s *supervisor) process(ctx context.Context, req *pluginpb.ProcessBatchRequ
 		if ctx.Err() != nil {
 			return nil, result.Wrap(result.System, "canceled", ctx.Err(),
 				fmt.Sprintf("plugin %s: the pipeline stopped while the batch was in flight", s.conf.name)).AsTransient()
+		}
+		if s.isClosed() {
+			return nil, s.closedError()
 		}
 		s.metrics.callErrors.Incr(1, s.conf.name)
 		reason := fmt.Errorf("crashed or broke its connection during a batch: %w", err)
@@ -131,6 +146,19 @@ func (s *supervisor) restart(ctx context.Context) (*instance, error) {
 			inst := s.current // another caller restarted it meanwhile
 			s.mu.Unlock()
 			return inst, nil
+		}
+		if !s.started {
+			s.started = true
+			s.mu.Unlock()
+			inst, err := s.start(ctx)
+			if err == nil {
+				return inst, nil
+			}
+			s.log.Warnf("Start of plugin %s failed: %v", s.conf.name, err)
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			continue
 		}
 		now := time.Now()
 		s.pruneLocked(now)
@@ -193,6 +221,38 @@ func (s *supervisor) restart(ctx context.Context) (*instance, error) {
 		s.log.Infof("Restarted plugin %s (pid %d), restart %d within %v", s.conf.name, inst.pid, n+1, s.conf.restartWindow)
 		return inst, nil
 	}
+}
+
+// start starts the plugin's first process, which counts as no restart, and
+// its health loop.
+func (s *supervisor) start(ctx context.Context) (*instance, error) {
+	startCtx, cancel := context.WithTimeout(ctx, s.conf.startTimeout)
+	inst, err := s.launch(startCtx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		inst.kill()
+		return nil, s.closedError()
+	}
+	s.current = inst
+	if s.conf.healthInterval > 0 {
+		// Under mu, before closed is set, so that close waits for it.
+		s.health.Add(1)
+		go s.healthLoop()
+	}
+	s.mu.Unlock()
+	s.log.Infof("Started plugin %s (%s, pid %d)", s.conf.name, s.conf.path, inst.pid)
+	return inst, nil
+}
+
+func (s *supervisor) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // retryAtLocked is when a plugin whose restart budget ran out may start
@@ -316,9 +376,10 @@ func (s *supervisor) check(ctx context.Context, inst *instance) error {
 	return nil
 }
 
-// close stops the health loop and the plugin. A batch still in flight gets
-// a transient error.
-func (s *supervisor) close(_ context.Context) error {
+// close stops the health loop and the plugin, killing it with its process
+// group if it has not exited when ctx ends. A batch still in flight gets a
+// transient error.
+func (s *supervisor) close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -331,7 +392,7 @@ func (s *supervisor) close(_ context.Context) error {
 	s.mu.Unlock()
 	s.health.Wait()
 	if inst != nil {
-		inst.stop()
+		inst.stop(ctx)
 		s.log.Infof("Stopped plugin %s (pid %d)", s.conf.name, inst.pid)
 	}
 	return nil

@@ -38,6 +38,7 @@ func TestTheRestartBudgetIsCountedInItsWindow(t *testing.T) {
 				log:     service.MockResources().Logger(),
 				metrics: newMetrics(service.MockResources().Metrics()),
 				stop:    make(chan struct{}),
+				started: true,
 				lastErr: errors.New("pid 1 exited"),
 				launch: func(context.Context) (*instance, error) {
 					launches.Add(1)

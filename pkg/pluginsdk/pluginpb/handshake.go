@@ -55,3 +55,10 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
 	return NewProcessorClient(conn), nil
 }
+
+// ParentFDEnv names the environment variable in which qiflow passes a
+// plugin the number of a file descriptor: the read end of a pipe whose
+// write end only qiflow holds. The plugin reads EOF from it when qiflow
+// closes it or dies, even of SIGKILL, and even when the plugin runs under
+// a wrapper script rather than as qiflow's child.
+const ParentFDEnv = "QIFLOW_PLUGIN_PARENT_FD"

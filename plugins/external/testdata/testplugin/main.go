@@ -37,6 +37,9 @@ type config struct {
 	DropContaining string `json:"drop_containing"`
 	// FailBatchContaining fails the whole batch when a payload contains it.
 	FailBatchContaining string `json:"fail_batch_containing"`
+	// EnvKeys copies these environment variables, when set, into each
+	// processed message's metadata as env:<name>.
+	EnvKeys []string `json:"env_keys"`
 	// RejectConfig makes Configure fail.
 	RejectConfig bool `json:"reject_config"`
 	// MarkerDir holds the files that make the crash and the hang happen once.
@@ -107,6 +110,11 @@ func (p *plugin) ProcessBatch(ctx context.Context, batch []*pluginsdk.Message) e
 		}
 		m.Payload = append([]byte("processed:"), m.Payload...)
 		m.Metadata["plugin_pid"] = pid
+		for _, k := range p.conf.EnvKeys {
+			if v, ok := os.LookupEnv(k); ok {
+				m.Metadata["env:"+k] = v
+			}
+		}
 	}
 	return ctx.Err()
 }
