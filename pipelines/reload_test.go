@@ -196,6 +196,9 @@ func TestReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	assert.Equal(t, total, rowCount(t, dsn, "crypto_prices"), "every message is exactly one row")
 	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"), "a reload dead-letters nothing")
 
+	for i, rec := range records {
+		t.Logf("reload %2d %-11s generation %d drain %.3fs gap %.3fs", i, rec.Result, rec.Generation, rec.DrainSeconds, rec.GapSeconds)
+	}
 	generation := 1
 	for i, rec := range records {
 		switch rec.Result {
