@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,6 +125,8 @@ type instance struct {
 	// parent is qiflow's end of the pipe whose other end the plugin holds:
 	// the plugin sees EOF when qiflow closes it or dies.
 	parent *os.File
+
+	answered atomic.Int64 // batches the process answered
 
 	cleanupOnce sync.Once
 	cleaned     chan struct{} // closed once go-plugin has cleaned up

@@ -53,7 +53,7 @@ The plugin is a program built with `+"`github.com/qicore/qiflow/pkg/pluginsdk`"+
 
 **Lifecycle.** When the pipeline is built, qiflow starts the plugin, hands it `+"`config`"+` and stops it again, so that a missing or incompatible plugin, or a config it rejects, stops qiflow at startup with a clear error. The process that does the work starts on the first batch, in its own process group, and stops, with whatever it started, when the pipeline stops. A plugin built with the SDK also exits on its own when qiflow dies, even of SIGKILL, and even under a wrapper script.
 
-**Restarts.** A plugin that crashes, does not answer a batch within `+"`timeout`"+`, or fails its health check is killed and restarted after a backoff, and the batch in flight is sent again to the new process: no message is lost and none is processed twice downstream. After `+"`max_restarts`"+` restarts within `+"`restart_window`"+` the plugin counts as failed: qiflow logs an error, and each batch then waits `+"`backoff.max_interval`"+` and leaves with a transient SYSTEM error (code `+"`plugin_unavailable`"+`), which a `+"`reject_errored`"+` output turns into a nack: the redpanda input replays the messages later and never commits past them. qiflow starts the plugin again once the oldest restart leaves the window.
+**Restarts.** A plugin that crashes, does not answer a batch within `+"`timeout`"+`, or fails its health check is killed and restarted after a backoff, and the batch in flight is sent again to the new process: no message is lost and none is processed twice downstream. A batch lost twice is bisected until the messages that crash or hang the plugin stand alone: such a message, lost twice on its own while the plugin processed others, fails with a BUSINESS error (code `+"`plugin_crashed`"+` or `+"`plugin_timeout`"+`) for the dead-letter topic, and the restarts spent on it do not count against `+"`max_restarts`"+` (at most 2×log2(batch size)+4 per batch). A gRPC status such as `+"`InvalidArgument`"+` or `+"`ResourceExhausted`"+` in the plugin's answer restarts nothing: the batch gets a transient EXTERNAL error, `+"`plugin_contract`"+`. After `+"`max_restarts`"+` restarts within `+"`restart_window`"+` the plugin counts as failed: qiflow logs an error, and each batch then waits `+"`backoff.max_interval`"+` and leaves with a transient SYSTEM error (code `+"`plugin_unavailable`"+`), which a `+"`reject_errored`"+` output turns into a nack: the redpanda input replays the messages later and never commits past them. qiflow starts the plugin again once the oldest restart leaves the window.
 
 **Errors.** A message the plugin fails on its own (`+"`Message.Fail`"+`) continues with its original payload and a BUSINESS error, and the metadata `+"`qiflow-error-category`, `qiflow-error-code` and `qiflow-error`"+` (plus `+"`qiflow-source-topic`, `-partition` and `-offset`"+` for Kafka messages), so that a `+"`switch`"+` output can send it to the dead-letter topic with those headers. Messages of a batch the plugin fails as a whole, or that the plugin could not process, carry a transient EXTERNAL or SYSTEM error: route errored messages that are not BUSINESS to `+"`reject_errored`"+` so they are retried, never written. See pipelines/examples/prices_normalized.yaml.
 
@@ -242,11 +242,30 @@ func newProcessor(c config, log *service.Logger, m metrics) (*processor, error) 
 // ProcessBatch sends the batch to the plugin and applies what it answers.
 // It never returns an error of its own: every message comes back, changed,
 // dropped by the plugin, or with an error whose category says what to do.
+// A message that crashes or hangs the plugin is isolated (see isolation)
+// and fails alone.
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	resp, err := p.sup.process(ctx, request(batch))
+	iso := &isolation{p: p, batch: batch, dropped: make([]bool, len(batch))}
+	iso.run(ctx)
+	out := batch[:0]
+	for i, m := range batch {
+		if !iso.dropped[i] {
+			out = append(out, m)
+		}
+	}
+	if len(out) > 0 {
+		return []service.MessageBatch{out}, nil
+	}
+	return nil, nil // the plugin dropped every message: they are done
+}
+
+// settle applies the plugin's answer for batch, or marks its messages with
+// the call's error, and records in dropped, aligned with batch, what the
+// plugin dropped.
+func (p *processor) settle(batch service.MessageBatch, dropped []bool, resp *pluginpb.ProcessBatchResponse, err error) {
 	if err == nil && resp.BatchError != "" {
 		p.sup.log.Warnf("Plugin %s failed a batch of %d messages, which the input retries: %s", p.name, len(batch), resp.BatchError)
 		err = result.New(result.External, "plugin_batch_error",
@@ -260,12 +279,9 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	}
 	if err != nil {
 		failAll(batch, err)
-		return []service.MessageBatch{batch}, nil
+		return
 	}
-	if out := p.apply(batch, resp); len(out) > 0 {
-		return []service.MessageBatch{out}, nil
-	}
-	return nil, nil // the plugin dropped every message: they are done
+	p.apply(batch, dropped, resp)
 }
 
 // request encodes a batch for the plugin, the metadata of all messages in
@@ -322,11 +338,11 @@ func checkResponse(resp *pluginpb.ProcessBatchResponse, n int) error {
 	return nil
 }
 
-// apply applies a checked response to the batch in place and returns the
-// messages that continue. A failed message keeps its payload and metadata.
-func (p *processor) apply(batch service.MessageBatch, resp *pluginpb.ProcessBatchResponse) service.MessageBatch {
-	out := batch[:0]
-	failures, dropped, changed, metadata := resp.Failures, resp.Dropped, resp.MetadataChanged, resp.Metadata
+// apply applies a checked response to the batch in place and marks in
+// dropped the messages the plugin dropped. A failed message keeps its
+// payload and metadata.
+func (p *processor) apply(batch service.MessageBatch, dropped []bool, resp *pluginpb.ProcessBatchResponse) {
+	failures, drops, changed, metadata := resp.Failures, resp.Dropped, resp.MetadataChanged, resp.Metadata
 	for i, m := range batch {
 		// Each list ascends: take this message's entries off their fronts.
 		idx := uint32(i)
@@ -334,9 +350,9 @@ func (p *processor) apply(batch service.MessageBatch, resp *pluginpb.ProcessBatc
 		if len(failures) > 0 && failures[0].Index == idx {
 			failure, failures = failures[0], failures[1:]
 		}
-		drop := len(dropped) > 0 && dropped[0] == idx
+		drop := len(drops) > 0 && drops[0] == idx
 		if drop {
-			dropped = dropped[1:]
+			drops = drops[1:]
 		}
 		var md []byte
 		if len(changed) > 0 && changed[0] == idx {
@@ -350,17 +366,15 @@ func (p *processor) apply(batch service.MessageBatch, resp *pluginpb.ProcessBatc
 			}
 			setError(m, result.New(result.Business, code, failure.Error).With("plugin", p.name))
 		case drop:
-			continue
+			dropped[i] = true
 		default:
 			m.SetBytes(resp.Payloads[i])
 			if md != nil {
 				replaceMetadata(m, md)
 			}
 		}
-		out = append(out, m)
 	}
 	p.metrics.messageErrors.Incr(int64(len(resp.Failures)), p.name)
-	return out
 }
 
 // replaceMetadata makes the plugin's encoded metadata the message's.

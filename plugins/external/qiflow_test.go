@@ -485,3 +485,62 @@ func TestExamplePipelineNormalisesSymbolsAndDeadLettersWhatThePluginRejects(t *t
 		assert.Equal(t, "bad", string(l.Key))
 	}
 }
+
+// A message that makes the plugin exit or hang is isolated by bisecting its
+// batch: it alone is dead-lettered, the others arrive in order, and the
+// restarts spent isolating it do not make the plugin count as failed.
+func TestAMessageThatCrashesOrHangsThePluginAloneIsDeadLetteredAndTheOthersArrive(t *testing.T) {
+	cases := []struct {
+		name, option, code string
+		n, poison          int
+	}{
+		{name: "crash", option: "exit_on", code: "plugin_crashed", n: 50, poison: 17},
+		{name: "hang", option: "hang_on", code: "plugin_timeout", n: 10, poison: 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			broker := newBroker(t)
+			broker.ProduceN(t, "in", c.n, func(i int) *kgo.Record {
+				if i == c.poison {
+					return &kgo.Record{Value: []byte("poison")}
+				}
+				return &kgo.Record{Value: []byte(strconv.Itoa(i))}
+			})
+			proc := runQiflow(t, env(broker, pluginDir(t, "testplugin")), pipeline(c.n, 1, fmt.Sprintf(`
+plugin: testplugin
+timeout: 500ms
+max_restarts: 3
+restart_window: 10m
+backoff: { initial_interval: 10ms, max_interval: 200ms }
+config: { %s: poison }
+`, c.option)))
+			broker.WaitForCommit(t, "test", "in", 60*time.Second, proc.Output)
+			restarts := proc.metric(t, "external_plugin_restarts", "testplugin")
+			assert.Greater(t, restarts, float64(3), "isolating the message took more restarts than max_restarts")
+			assert.Zero(t, proc.metric(t, "external_plugin_failures", "testplugin"), "the plugin does not count as failed")
+			assert.Equal(t, float64(1), proc.metric(t, "external_plugin_message_errors", "testplugin"))
+			proc.stop(t)
+
+			var got []string
+			for _, r := range broker.ConsumeAll(t, "out") {
+				got = append(got, string(r.Value))
+			}
+			var want []string
+			for i := range c.n {
+				if i != c.poison {
+					want = append(want, "processed:"+strconv.Itoa(i))
+				}
+			}
+			assert.Equal(t, want, got, "every other message arrives once, in order")
+
+			letters := broker.ConsumeAll(t, "in.dlq")
+			require.Len(t, letters, 1)
+			h := headers(letters[0])
+			assert.Equal(t, "poison", string(letters[0].Value))
+			assert.Equal(t, "BUSINESS", h["qiflow-error-category"])
+			assert.Equal(t, c.code, h["qiflow-error-code"])
+			assert.Contains(t, h["qiflow-error"], "plugin testplugin")
+			assert.Equal(t, strconv.Itoa(c.poison), h["qiflow-source-offset"])
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,10 @@ type supervisor struct {
 	// startMu serialises (re)starts, so that callers who find the plugin
 	// dead at the same time start one process between them.
 	startMu sync.Mutex
+	// isolating is held for writing by a batch whose call was lost, for
+	// its further calls, and for reading by every first call: a process
+	// lost while isolating runs a suspect batch alone was lost to it.
+	isolating sync.RWMutex
 
 	mu       sync.Mutex
 	started  bool        // the first process has been started
@@ -67,51 +72,110 @@ func (s *supervisor) validate() error {
 	return nil
 }
 
-// process sends one batch to the plugin, on a new process if the current
-// one crashes, hangs or is unhealthy, until it gets an answer, the restart
-// budget runs out, or ctx ends. Its errors are *result.Error, transient.
-func (s *supervisor) process(ctx context.Context, req *pluginpb.ProcessBatchRequest) (*pluginpb.ProcessBatchResponse, error) {
-	for {
-		inst, err := s.acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		callCtx, cancel := context.WithTimeout(ctx, s.conf.timeout)
-		go func() { // close ends the call
-			select {
-			case <-s.stop:
-				cancel()
-			case <-callCtx.Done():
-			}
-		}()
-		started := time.Now()
-		resp, err := inst.rpc.ProcessBatch(callCtx, req)
-		s.metrics.latency.Timing(time.Since(started).Nanoseconds(), s.conf.name)
-		s.metrics.calls.Incr(1, s.conf.name)
-		hung := errors.Is(callCtx.Err(), context.DeadlineExceeded)
-		cancel()
-		if err == nil {
-			return resp, nil
-		}
-		if ctx.Err() != nil {
-			return nil, result.Wrap(result.System, "canceled", ctx.Err(),
-				fmt.Sprintf("plugin %s: the pipeline stopped while the batch was in flight", s.conf.name)).AsTransient()
-		}
-		if s.isClosed() {
-			return nil, s.closedError()
-		}
-		s.metrics.callErrors.Incr(1, s.conf.name)
-		reason := fmt.Errorf("crashed or broke its connection during a batch: %w", err)
-		if hung || status.Code(err) == codes.DeadlineExceeded {
-			reason = fmt.Errorf("did not answer a batch within the timeout of %v", s.conf.timeout)
-		}
-		s.retire(inst, reason)
+// call sends one batch to the plugin once, restarting it first if it is
+// not running. A process lost during the call (it crashed, broke its
+// connection or did not answer within timeout) is killed and the error is a
+// *lostCall; the next call restarts the plugin. A gRPC status the plugin
+// answered with that is no transport failure is a transient EXTERNAL
+// plugin_contract error, and the process stays. Restarts are charged to l,
+// nil for a batch's first call. Other errors are *result.Error, transient.
+func (s *supervisor) call(ctx context.Context, req *pluginpb.ProcessBatchRequest, l *ledger) (*pluginpb.ProcessBatchResponse, error) {
+	inst, err := s.acquire(ctx, l)
+	if err != nil {
+		return nil, err
 	}
+	callCtx, cancel := context.WithTimeout(ctx, s.conf.timeout)
+	go func() { // close ends the call
+		select {
+		case <-s.stop:
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
+	answeredBefore := inst.answered.Load() > 0
+	started := time.Now()
+	resp, err := inst.rpc.ProcessBatch(callCtx, req)
+	s.metrics.latency.Timing(time.Since(started).Nanoseconds(), s.conf.name)
+	s.metrics.calls.Incr(1, s.conf.name)
+	hung := errors.Is(callCtx.Err(), context.DeadlineExceeded)
+	cancel()
+	if err == nil {
+		inst.answered.Add(1)
+		return resp, nil
+	}
+	if ctx.Err() != nil {
+		return nil, result.Wrap(result.System, "canceled", ctx.Err(),
+			fmt.Sprintf("plugin %s: the pipeline stopped while the batch was in flight", s.conf.name)).AsTransient()
+	}
+	if s.isClosed() {
+		return nil, s.closedError()
+	}
+	if !hung && contractCodes[status.Code(err)] {
+		s.log.Errorf("Plugin %s refused a batch of %d messages, which the input retries: %v", s.conf.name, len(req.Payloads), err)
+		return nil, result.Wrap(result.External, "plugin_contract", err,
+			fmt.Sprintf("plugin %s refused the batch", s.conf.name)).AsTransient()
+	}
+	s.metrics.callErrors.Incr(1, s.conf.name)
+	lost := &lostCall{answeredBefore: answeredBefore,
+		reason: fmt.Errorf("crashed or broke its connection during a batch: %w", err)}
+	if hung || status.Code(err) == codes.DeadlineExceeded {
+		lost.hung = true
+		lost.reason = fmt.Errorf("did not answer a batch within the timeout of %v", s.conf.timeout)
+	}
+	s.retire(inst, lost.reason)
+	return nil, lost
+}
+
+// contractCodes are the gRPC statuses that come from the plugin's answer or
+// from gRPC refusing the batch (ResourceExhausted: a message too large),
+// not from a lost process: restarting the plugin would not change them.
+var contractCodes = map[codes.Code]bool{
+	codes.ResourceExhausted:  true,
+	codes.InvalidArgument:    true,
+	codes.Unimplemented:      true,
+	codes.FailedPrecondition: true,
+	codes.OutOfRange:         true,
+}
+
+// lostCall is the error of a call whose process crashed or hung.
+type lostCall struct {
+	hung bool
+	// answeredBefore: the process had answered other batches, so it
+	// worked until this call.
+	answeredBefore bool
+	reason         error
+}
+
+func (e *lostCall) Error() string { return e.reason.Error() }
+
+// ledger records the restarts done for one batch after its first call was
+// lost. While exempt, and for at most limit restarts, they do not count
+// against the restart budget: they isolate a poison message in a plugin
+// that works.
+type ledger struct {
+	exempt  bool
+	limit   int
+	done    int         // restarts done, exempt or not
+	counted []time.Time // the restarts that count against the budget
+}
+
+// refund takes restarts that turned out to be a poison message's doing
+// out of the budget.
+func (s *supervisor) refund(times []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.restarts[:0]
+	for _, t := range s.restarts {
+		if !slices.ContainsFunc(times, t.Equal) {
+			kept = append(kept, t)
+		}
+	}
+	s.restarts = kept
 }
 
 // acquire returns the running process, restarting the plugin if there is
-// none.
-func (s *supervisor) acquire(ctx context.Context) (*instance, error) {
+// none; l, if not nil, is charged with the restart.
+func (s *supervisor) acquire(ctx context.Context, l *ledger) (*instance, error) {
 	s.mu.Lock()
 	inst, closed := s.current, s.closed
 	s.mu.Unlock()
@@ -124,7 +188,7 @@ func (s *supervisor) acquire(ctx context.Context) (*instance, error) {
 		}
 		s.retire(inst, errors.New("exited"))
 	}
-	return s.restart(ctx)
+	return s.restart(ctx, l)
 }
 
 // restart starts a new process after the backoff, unless restarts have
@@ -132,8 +196,10 @@ func (s *supervisor) acquire(ctx context.Context) (*instance, error) {
 // waits up to backoff.max_interval for the budget to free up, so that the
 // pipeline does not spin, and returns a transient SYSTEM error. Once the
 // oldest restart leaves the window (with max_restarts 0: once a window has
-// passed since the failure), the plugin gets another start.
-func (s *supervisor) restart(ctx context.Context) (*instance, error) {
+// passed since the failure), the plugin gets another start. A restart
+// that l exempts skips the budget, though not a failure already declared,
+// and waits only initial_interval.
+func (s *supervisor) restart(ctx context.Context, l *ledger) (*instance, error) {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
 	for {
@@ -163,8 +229,9 @@ func (s *supervisor) restart(ctx context.Context) (*instance, error) {
 		now := time.Now()
 		s.pruneLocked(now)
 		n, lastErr := len(s.restarts), s.lastErr
+		exempt := l != nil && l.exempt && l.done < l.limit && s.exhaustedAt.IsZero()
 		var retryAt time.Time
-		if n >= s.conf.maxRestarts {
+		if !exempt && n >= s.conf.maxRestarts {
 			first := s.exhaustedAt.IsZero()
 			if first {
 				s.exhaustedAt = now
@@ -189,16 +256,29 @@ func (s *supervisor) restart(ctx context.Context) (*instance, error) {
 			}
 			continue
 		}
+		wait := s.backoff(n)
+		if exempt {
+			wait = s.conf.backoffInitial
+		}
 		if retrying {
 			s.log.Infof("Starting plugin %s again after its failure", s.conf.name)
-		} else if err := s.sleep(ctx, s.backoff(n)); err != nil {
+		} else if err := s.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 
 		s.mu.Lock()
 		s.exhaustedAt = time.Time{}
-		s.restarts = append(s.restarts, time.Now())
+		at := time.Now()
+		if !exempt {
+			s.restarts = append(s.restarts, at)
+		}
 		s.mu.Unlock()
+		if l != nil {
+			l.done++
+			if !exempt {
+				l.counted = append(l.counted, at)
+			}
+		}
 		s.metrics.restarts.Incr(1, s.conf.name)
 		startCtx, cancel := context.WithTimeout(ctx, s.conf.startTimeout)
 		inst, err := s.launch(startCtx)
@@ -218,7 +298,11 @@ func (s *supervisor) restart(ctx context.Context) (*instance, error) {
 		}
 		s.current = inst
 		s.mu.Unlock()
-		s.log.Infof("Restarted plugin %s (pid %d), restart %d within %v", s.conf.name, inst.pid, n+1, s.conf.restartWindow)
+		if exempt {
+			s.log.Infof("Restarted plugin %s (pid %d) to isolate a message that crashes or hangs it; the restart does not count against max_restarts", s.conf.name, inst.pid)
+		} else {
+			s.log.Infof("Restarted plugin %s (pid %d), restart %d within %v", s.conf.name, inst.pid, n+1, s.conf.restartWindow)
+		}
 		return inst, nil
 	}
 }
@@ -347,9 +431,12 @@ func (s *supervisor) healthLoop() {
 		inst, failed := s.current, !s.exhaustedAt.IsZero()
 		s.mu.Unlock()
 		if inst == nil || inst.exited() {
-			if !failed {
+			// A batch being isolated restarts the plugin itself, on its own
+			// ledger: leave the restart to it.
+			if !failed && s.isolating.TryRLock() {
 				// Errors are logged by restart and met again by the next batch.
-				_, _ = s.acquire(ctx)
+				_, _ = s.acquire(ctx, nil)
+				s.isolating.RUnlock()
 			}
 			continue
 		}

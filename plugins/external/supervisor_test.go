@@ -45,7 +45,7 @@ func TestTheRestartBudgetIsCountedInItsWindow(t *testing.T) {
 					return nil, errors.New("exec format error")
 				},
 			}
-			_, err := s.acquire(context.Background())
+			_, err := s.acquire(context.Background(), nil)
 			require.Error(t, err)
 			e := result.Classify(err)
 			assert.Equal(t, result.System, e.Category)
@@ -53,12 +53,12 @@ func TestTheRestartBudgetIsCountedInItsWindow(t *testing.T) {
 			assert.Equal(t, result.Retry, e.Action(), "the input retries the batch")
 			assert.Equal(t, int64(maxRestarts), launches.Load(), "the budget's restarts were tried")
 
-			_, err = s.acquire(context.Background())
+			_, err = s.acquire(context.Background(), nil)
 			require.Error(t, err)
 			assert.Equal(t, int64(maxRestarts), launches.Load(), "a failed plugin is not started again within the window")
 
 			require.Eventually(t, func() bool {
-				_, _ = s.acquire(context.Background())
+				_, _ = s.acquire(context.Background(), nil)
 				return launches.Load() > int64(maxRestarts)
 			}, 10*time.Second, 10*time.Millisecond, "once the window has passed, the plugin is tried again")
 		})

@@ -29,6 +29,10 @@ type config struct {
 	HangOnBatch int `json:"hang_on_batch"`
 	// CrashWhileExists exits on every batch while this file exists.
 	CrashWhileExists string `json:"crash_while_exists"`
+	// ExitOn exits the process abruptly when a payload contains it.
+	ExitOn string `json:"exit_on"`
+	// HangOn blocks forever when a payload contains it.
+	HangOn string `json:"hang_on"`
 	// UnhealthyOnCheck fails the process's n-th health check, once.
 	UnhealthyOnCheck int `json:"unhealthy_on_check"`
 	// FailContaining fails, alone, each message whose payload contains it.
@@ -92,6 +96,15 @@ func (p *plugin) ProcessBatch(ctx context.Context, batch []*pluginsdk.Message) e
 	if n == p.conf.HangOnBatch && (p.conf.CrashOnBatch == 0 || p.afterCrash) && p.once("hung") {
 		slog.Warn("testplugin: hanging", "batch", n)
 		select {}
+	}
+	for _, m := range batch {
+		if p.conf.ExitOn != "" && strings.Contains(string(m.Payload), p.conf.ExitOn) {
+			log.Printf("testplugin: exiting on %q", m.Payload)
+			os.Exit(3)
+		}
+		if p.conf.HangOn != "" && strings.Contains(string(m.Payload), p.conf.HangOn) {
+			select {}
+		}
 	}
 	pid := strconv.Itoa(os.Getpid())
 	for _, m := range batch {
