@@ -622,3 +622,29 @@ func TestHaltIsSafeForConcurrentUse(t *testing.T) {
 	assert.Same(t, winner, scope.Halted(), "and it is never replaced")
 	assert.Same(t, winner, result.Halted())
 }
+
+// metadata stands in for *service.Message.
+type metadata map[string]any
+
+func (m metadata) MetaGet(key string) (string, bool) {
+	v, ok := m[key].(string)
+	return v, ok
+}
+func (m metadata) MetaSetMut(key string, value any) { m[key] = value }
+
+func TestMarkDeadLetterSetsTheHeadersOfDESIGN(t *testing.T) {
+	m := metadata{"kafka_topic": "crypto-prices", "kafka_partition": "7", "kafka_offset": "1234"}
+	got := result.MarkDeadLetter(m, result.Businessf("validation", "usdPrice must be > 0, got %s", "-1"))
+	assert.Equal(t, result.Business, got.Category)
+	assert.Equal(t, metadata{
+		"kafka_topic": "crypto-prices", "kafka_partition": "7", "kafka_offset": "1234",
+		"qiflow-error-category": "BUSINESS", "qiflow-error-code": "validation",
+		"qiflow-error":        "BUSINESS validation: usdPrice must be > 0, got -1",
+		"qiflow-source-topic": "crypto-prices", "qiflow-source-partition": "7", "qiflow-source-offset": "1234",
+	}, m)
+
+	produced := metadata{}
+	result.MarkDeadLetter(produced, errors.New("no exchange id"))
+	assert.NotContains(t, produced, "qiflow-source-topic", "a message no input read has no source")
+	assert.Equal(t, "SYSTEM", produced["qiflow-error-category"])
+}

@@ -2,7 +2,6 @@ package exchangerouter
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"strings"
 
@@ -43,14 +42,6 @@ const (
 	MetaExchange = "qiflow_exchange"
 	// MetaDeadLetterTopic is where the message goes if it fails.
 	MetaDeadLetterTopic = "qiflow_dead_letter_topic"
-)
-
-// Dead-letter headers of DESIGN.md, set as metadata on a message the router
-// rejects; the dead-letter output copies them with include_prefixes.
-const (
-	MetaErrorCategory = "qiflow-error-category"
-	MetaErrorCode     = "qiflow-error-code"
-	MetaError         = "qiflow-error"
 )
 
 func processorSpec() *service.ConfigSpec {
@@ -344,14 +335,8 @@ func (p *processor) decide(msg *service.Message) (decision, error) {
 
 // reject marks msg failed and sets the dead-letter headers as metadata.
 func reject(msg *service.Message, err error) {
-	var re *result.Error
-	if !errors.As(err, &re) {
-		re = result.Classify(err)
-	}
 	msg.SetError(err)
-	msg.MetaSetMut(MetaErrorCategory, re.Category.String())
-	msg.MetaSetMut(MetaErrorCode, re.Code)
-	msg.MetaSetMut(MetaError, err.Error())
+	result.MarkDeadLetter(msg, err)
 }
 
 // Close releases nothing; the router holds no resources.

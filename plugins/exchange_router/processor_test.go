@@ -16,6 +16,7 @@ import (
 
 	_ "github.com/qicore/qiflow/plugins/redpanda"
 
+	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/testenv"
 )
 
@@ -59,9 +60,9 @@ func TestProcessorSetsMetadataAndDeadLetterHeaders(t *testing.T) {
 	for i, code := range map[int]string{1: CodeUnknownExchange, 2: CodeMissingExchange} {
 		m := out[0][i]
 		require.Error(t, m.GetError())
-		assert.Equal(t, "BUSINESS", meta(m, MetaErrorCategory))
-		assert.Equal(t, code, meta(m, MetaErrorCode))
-		assert.Equal(t, m.GetError().Error(), meta(m, MetaError))
+		assert.Equal(t, "BUSINESS", meta(m, result.HeaderErrorCategory))
+		assert.Equal(t, code, meta(m, result.HeaderErrorCode))
+		assert.Equal(t, m.GetError().Error(), meta(m, result.HeaderError))
 		assert.Equal(t, "crypto-prices.dlq", meta(m, MetaDeadLetterTopic))
 		_, routed := m.MetaGet(MetaTopic)
 		assert.False(t, routed, "a rejected message gets no topic")
@@ -95,7 +96,7 @@ exchange_mapping: 'root = this.exchangeId.or("global")'
 	out, err = p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage([]byte(`{"venue":`))})
 	require.NoError(t, err)
 	assert.Error(t, out[0][0].GetError(), "a message the mapping cannot read fails")
-	code, _ := out[0][0].MetaGet(MetaErrorCode)
+	code, _ := out[0][0].MetaGet(result.HeaderErrorCode)
 	assert.Equal(t, CodeMissingExchange, code)
 }
 

@@ -29,18 +29,6 @@ const (
 	exFieldBackoffMax     = "max_interval"
 )
 
-// Dead-letter headers of DESIGN.md, set as metadata on a message that
-// failed, so that a switch output can route it and the dead-letter output
-// copy them with include_prefixes.
-const (
-	MetaErrorCategory   = "qiflow-error-category"
-	MetaErrorCode       = "qiflow-error-code"
-	MetaError           = "qiflow-error"
-	MetaSourceTopic     = "qiflow-source-topic"
-	MetaSourcePartition = "qiflow-source-partition"
-	MetaSourceOffset    = "qiflow-source-offset"
-)
-
 func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
@@ -409,20 +397,7 @@ func failAll(batch service.MessageBatch, err error) {
 // setError marks a message as failed, with the dead-letter headers as
 // metadata.
 func setError(m *service.Message, err error) {
-	classified := result.Classify(err)
-	m.SetError(classified)
-	m.MetaSetMut(MetaErrorCategory, classified.Category.String())
-	m.MetaSetMut(MetaErrorCode, classified.Code)
-	m.MetaSetMut(MetaError, classified.Error())
-	for key, meta := range map[string]string{
-		MetaSourceTopic:     "kafka_topic",
-		MetaSourcePartition: "kafka_partition",
-		MetaSourceOffset:    "kafka_offset",
-	} {
-		if v, ok := m.MetaGet(meta); ok {
-			m.MetaSetMut(key, v)
-		}
-	}
+	m.SetError(result.MarkDeadLetter(m, err))
 }
 
 // Close stops the plugin.

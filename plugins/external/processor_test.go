@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/testenv"
 )
 
@@ -200,8 +201,8 @@ config:
 	assert.Contains(t, failed.GetError().Error(), `BUSINESS test_rejected`)
 	assert.Contains(t, failed.GetError().Error(), `payload contains "bad"`)
 	for key, want := range map[string]string{
-		MetaErrorCategory: "BUSINESS", MetaErrorCode: "test_rejected",
-		MetaSourceTopic: "in", MetaSourcePartition: "0", MetaSourceOffset: "1",
+		result.HeaderErrorCategory: "BUSINESS", result.HeaderErrorCode: "test_rejected",
+		result.HeaderSourceTopic: "in", result.HeaderSourcePartition: "0", result.HeaderSourceOffset: "1",
 	} {
 		got, _ := failed.MetaGet(key)
 		assert.Equal(t, want, got, key)
@@ -448,7 +449,7 @@ config:
 	for _, m := range out {
 		require.Error(t, m.GetError())
 		assert.Contains(t, m.GetError().Error(), "EXTERNAL plugin_batch_error: plugin testplugin failed the batch: the batch holds later")
-		category, _ := m.MetaGet(MetaErrorCategory)
+		category, _ := m.MetaGet(result.HeaderErrorCategory)
 		assert.Equal(t, "EXTERNAL", category, "a transient error: reject_errored nacks it")
 	}
 	assert.Contains(t, logs.String(), "Plugin testplugin failed a batch of 2 messages, which the input retries")

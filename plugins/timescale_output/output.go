@@ -42,16 +42,6 @@ const (
 	fieldSchemaFile      = "schema_file"
 )
 
-// Dead-letter metadata keys, a fixed contract (DESIGN.md, Topics).
-const (
-	MetaErrorCategory   = "qiflow-error-category"
-	MetaErrorCode       = "qiflow-error-code"
-	MetaError           = "qiflow-error"
-	MetaSourceTopic     = "qiflow-source-topic"
-	MetaSourcePartition = "qiflow-source-partition"
-	MetaSourceOffset    = "qiflow-source-offset"
-)
-
 func spec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Stable().
@@ -597,20 +587,8 @@ func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch,
 // deadLetter is the message as it arrived, with headers saying why it could
 // not be written and where it came from.
 func deadLetter(msg *service.Message, err error) *service.Message {
-	classified := result.Classify(err)
 	dl := msg.Copy()
-	dl.MetaSetMut(MetaErrorCategory, classified.Category.String())
-	dl.MetaSetMut(MetaErrorCode, classified.Code)
-	dl.MetaSetMut(MetaError, err.Error())
-	for key, meta := range map[string]string{
-		MetaSourceTopic:     "kafka_topic",
-		MetaSourcePartition: "kafka_partition",
-		MetaSourceOffset:    "kafka_offset",
-	} {
-		if v, ok := msg.MetaGet(meta); ok {
-			dl.MetaSetMut(key, v)
-		}
-	}
+	result.MarkDeadLetter(dl, err)
 	return dl
 }
 

@@ -244,12 +244,12 @@ dead_letter:
 		for _, kv := range l.Headers {
 			h[kv.Key] = string(kv.Value)
 		}
-		offset := h[MetaSourceOffset]
-		assert.Equal(t, "BUSINESS", h[MetaErrorCategory], offset)
-		assert.Equal(t, wantCodes[offset], h[MetaErrorCode], "offset %s: %s", offset, h[MetaError])
-		assert.NotEmpty(t, h[MetaError])
-		assert.Equal(t, "crypto-prices", h[MetaSourceTopic])
-		assert.Equal(t, "3", h[MetaSourcePartition])
+		offset := h[result.HeaderSourceOffset]
+		assert.Equal(t, "BUSINESS", h[result.HeaderErrorCategory], offset)
+		assert.Equal(t, wantCodes[offset], h[result.HeaderErrorCode], "offset %s: %s", offset, h[result.HeaderError])
+		assert.NotEmpty(t, h[result.HeaderError])
+		assert.Equal(t, "crypto-prices", h[result.HeaderSourceTopic])
+		assert.Equal(t, "3", h[result.HeaderSourcePartition])
 		i, _ := strconv.Atoi(offset)
 		assert.Equal(t, string(mustBytes(t, bad[i])), string(l.Value), "the original value is kept")
 	}
