@@ -243,6 +243,11 @@ config:
 	assert.Contains(t, out, "crashed or broke its connection during a batch")
 	assert.Contains(t, out, "did not answer a batch within the timeout of 1s")
 	assert.Contains(t, out, "testplugin: crashing on batch 3", "the plugin's stderr reaches qiflow's log")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "testplugin: crashing on batch 3") {
+			assert.Contains(t, line, "plugin=testplugin", "tagged with the plugin's name")
+		}
+	}
 }
 
 func TestAPluginThatAlwaysCrashesFailsClearlyWithoutSpinningOrLosingMessages(t *testing.T) {
