@@ -1,6 +1,9 @@
 package result
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // halted holds the first error passed to any Scope's Halt in the process.
 // The box lets CompareAndSwap tell "not halted" (nil) from any error value.
@@ -12,8 +15,17 @@ type haltBox struct{ err error }
 // a Scope, so a stream that halts (bad credentials, say) stops its own input
 // without touching the other streams of the process, and the reload
 // supervisor can discard a failed stream together with its halt.
+//
+// A Scope also tells its components when the stream drains (a stop, a
+// reload, a leave): retry waits select on Draining, so a stop with a
+// dependency down does not wait out the retries. What was not written is
+// left unacknowledged, hence uncommitted, and replayed by the next owner.
 type Scope struct {
 	halted atomic.Pointer[haltBox]
+
+	drainOnce sync.Once
+	drainMu   sync.Mutex // guards draining's creation
+	draining  chan struct{}
 }
 
 // GenericStore is the part of *service.Resources that ScopeOf needs: values
@@ -44,6 +56,36 @@ func (s *Scope) Halt(err error) {
 	}
 	s.halted.CompareAndSwap(nil, &haltBox{err: err})
 	halted.CompareAndSwap(nil, &haltBox{err: err})
+}
+
+// Drain records that the stream is stopping: Draining's channel closes.
+// Any component may call it (the input when its soft stop begins, the
+// supervisor before it stops a stream); later calls do nothing.
+func (s *Scope) Drain() {
+	s.drainOnce.Do(func() { close(s.drainChan()) })
+}
+
+// Draining returns a channel that is closed once the stream drains. A retry
+// wait selects on it, and gives up instead of waiting when it closes.
+func (s *Scope) Draining() <-chan struct{} { return s.drainChan() }
+
+// IsDraining reports whether Drain was called.
+func (s *Scope) IsDraining() bool {
+	select {
+	case <-s.drainChan():
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Scope) drainChan() chan struct{} {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	if s.draining == nil {
+		s.draining = make(chan struct{})
+	}
+	return s.draining
 }
 
 // Halted returns the error recorded by the stream's Halt, or nil.
