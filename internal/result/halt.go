@@ -48,7 +48,8 @@ func ScopeOf(store GenericStore) *Scope {
 
 // Halt records err as the reason the stream stopped, unless an earlier error
 // is already recorded: the first fatal error is the cause, later ones are its
-// consequences. It also records err for the process (see Halted). A nil err
+// consequences. It also records err for the process (see Halted), and drains
+// the stream (see Drain): a halted stream stops waiting for retries. A nil err
 // is ignored. It is safe for concurrent use.
 func (s *Scope) Halt(err error) {
 	if err == nil {
@@ -56,6 +57,7 @@ func (s *Scope) Halt(err error) {
 	}
 	s.halted.CompareAndSwap(nil, &haltBox{err: err})
 	halted.CompareAndSwap(nil, &haltBox{err: err})
+	s.Drain()
 }
 
 // Drain records that the stream is stopping: Draining's channel closes.
