@@ -121,3 +121,48 @@ func BenchmarkFeed(b *testing.B) {
 	}
 	b.ReportMetric(rate, "msgs/s")
 }
+
+// The shipped feed in front of a crypto-prices topic with 6 partitions,
+// where the router assumes 12: the prices for partitions 6–11 are
+// dead-lettered once each, every other message is written once, and the
+// feed ends.
+func TestShippedFeedWritesOnceWhenTheTopicHasFewerPartitions(t *testing.T) {
+	const count = 5_000
+	broker := testenv.NewBroker(t)
+	for topic, partitions := range feedTopics {
+		if topic == "crypto-prices" {
+			partitions = 6
+		}
+		broker.CreateTopic(t, topic, partitions)
+		broker.CreateTopic(t, topic+".dlq", 1)
+	}
+	elapsed := runFeed(t, broker, "    rate: unlimited\n    count: 5000\n    seed: 3")
+
+	written := map[string]int{}
+	letters := map[string]int{}
+	for topic := range feedTopics {
+		for _, r := range broker.ConsumeAll(t, topic) {
+			written[string(r.Value)]++
+		}
+		for _, r := range broker.ConsumeAll(t, topic+".dlq") {
+			letters[string(r.Value)]++
+			for _, h := range r.Headers {
+				if h.Key == "qiflow-error-code" {
+					assert.Equal(t, "invalid_partition", string(h.Value), topic)
+				}
+			}
+		}
+	}
+	duplicates := 0
+	for v, n := range written {
+		duplicates += n - 1
+		assert.Zero(t, letters[v], "written and dead-lettered: %s", v)
+	}
+	for _, n := range letters {
+		duplicates += n - 1
+	}
+	t.Logf("%d messages in %v: %d written, %d dead-lettered, %d duplicates", count, elapsed.Round(time.Millisecond), len(written), len(letters), duplicates)
+	assert.Zero(t, duplicates)
+	assert.NotEmpty(t, letters, "the router names partitions the topic lacks")
+	assert.Equal(t, count, len(written)+len(letters), "every message is written or dead-lettered")
+}

@@ -2,13 +2,17 @@ package redpanda
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qicore/qiflow/internal/result"
@@ -24,6 +28,7 @@ const (
 	outFieldTimeout     = "timeout"
 	outFieldMaxInFlight = "max_in_flight"
 	outFieldBatching    = "batching"
+	outFieldDeadLetter  = "dead_letter"
 )
 
 // Produce retry backoff for transient broker errors.
@@ -31,6 +36,11 @@ const (
 	produceBackoffBase = 100 * time.Millisecond
 	produceBackoffMax  = 5 * time.Second
 )
+
+// errStopping is what a write returns once the stream drains: the messages
+// are left unacknowledged, so an input with offsets does not commit them.
+// It is transient, so that no caller dead-letters a message for it.
+var errStopping = result.New(result.System, "stopping", "the stream is stopping; not written").AsTransient()
 
 var compressionCodecs = map[string]kgo.CompressionCodec{
 	"none":   kgo.NoCompression(),
@@ -46,7 +56,9 @@ func outputSpec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Produces messages to Redpanda or Kafka topics with an idempotent, acks=all producer.").
 		Description(`
-A batch is acknowledged only when every message of it is stored by all in-sync replicas. Transient broker errors (a leader moving, a broker restarting, a timeout) are retried inside the output with backoff until they succeed or the pipeline stops, so no message is dropped. A message the broker can never take (too large, invalid) fails alone with a BUSINESS error; rejected credentials or missing ACLs fail with a SECURITY error.`).
+A batch is acknowledged only when every message of it is stored by all in-sync replicas. Transient broker errors (a leader moving, a broker restarting, a timeout) are retried inside the output with backoff until they succeed or the stream stops; a stop interrupts the waits and leaves what was not written unacknowledged. A message the broker can never take (a partition the topic does not have, too large, invalid) fails alone with a BUSINESS error: it goes to `+"`dead_letter`"+` when set, and is returned per message otherwise. Rejected credentials or missing ACLs stop the stream with a SECURITY error, at connect or at write.
+
+Records may be as large as each topic's `+"`max.message.bytes`"+` allows (read from the cluster). A dead letter (a message carrying the `+"`qiflow-error`"+` metadata) that is larger still is written with its body truncated, and the header `+"`"+HeaderTruncated+"`"+` gives the original size; the `+"`qiflow-source-*`"+` headers name where the original is.`).
 		Fields(connectionFields()...).
 		Fields(
 			service.NewInterpolatedStringField(outFieldTopic).
@@ -58,7 +70,7 @@ A batch is acknowledged only when every message of it is stored by all in-sync r
 				Example(`${! json("exchangeId") }:${! json("symbol") }`).
 				Optional(),
 			service.NewInterpolatedStringField(outFieldPartition).
-				Description("Explicit partition of each message, as an integer. When set, every message must resolve to a valid partition; when unset, partitions are chosen by key hash (murmur2, as Kafka's Java client does).").
+				Description("Explicit partition of each message, as an integer. When set, every message must resolve to a partition the topic has; one that does not fails with the BUSINESS error `invalid_partition`. When unset, partitions are chosen by key hash (murmur2, as Kafka's Java client does).").
 				Example(`${! @qiflow_partition }`).
 				Optional(),
 			service.NewMetadataFilterField(outFieldMetadata).
@@ -75,6 +87,9 @@ A batch is acknowledged only when every message of it is stored by all in-sync r
 			service.NewOutputMaxInFlightField().
 				Description("Most batches written at once. Use 1 to keep the order of messages within a partition."),
 			service.NewBatchPolicyField(outFieldBatching),
+			service.NewOutputField(outFieldDeadLetter).
+				Description("Where messages that can never be written go, with the headers `qiflow-error-category`, `qiflow-error-code` and `qiflow-error` saying why. Typically a `redpanda` output to `<topic>.dlq` with `metadata.include_prefixes: [ \"qiflow-\" ]`. Without it such messages fail the write one by one, and the input replays them.").
+				Optional(),
 		).
 		Example("Forward prices", "Write prices keyed by exchange and symbol, connecting as the profile says (docs/profiles.md).", `
 output:
@@ -115,20 +130,31 @@ type writer struct {
 	headers     *service.MetadataFilter
 	compression kgo.CompressionCodec
 	timeout     time.Duration
+	deadLetter  *service.OwnedOutput // nil without dead_letter
 	log         *service.Logger
 	retries     *service.MetricCounter
+	deadLetters *service.MetricCounter
+	truncated   *service.MetricCounter
+	scope       *result.Scope
 	explicit    *explicitPartitioner
+	limits      *recordLimits
 
 	mu           sync.RWMutex
 	client       *kgo.Client
 	connectTries int
+	stopped      bool // Halt was logged
 }
 
 func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*writer, error) {
+	log := mgr.Logger()
 	w := &writer{
-		log:      mgr.Logger(),
-		retries:  mgr.Metrics().NewCounter("redpanda_output_retries"),
-		explicit: &explicitPartitioner{},
+		log:         log,
+		retries:     mgr.Metrics().NewCounter("redpanda_output_retries"),
+		deadLetters: mgr.Metrics().NewCounter("redpanda_output_dead_lettered"),
+		truncated:   mgr.Metrics().NewCounter("redpanda_output_truncated"),
+		scope:       result.ScopeOf(mgr),
+		explicit:    &explicitPartitioner{},
+		limits:      newRecordLimits(log),
 	}
 	var err error
 	if w.conn, err = parseConnection(conf, outFieldTimeout); err != nil {
@@ -158,71 +184,136 @@ func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*w
 	}
 	w.compression = compressionCodecs[codec]
 	w.timeout = w.conn.requestTimeout
+	if conf.Contains(outFieldDeadLetter) {
+		if w.deadLetter, err = conf.FieldOutput(outFieldDeadLetter); err != nil {
+			return nil, err
+		}
+		// Start it now, as the timescale output does: it connects before
+		// the first dead letter, and Close then finds it running.
+		if err := w.deadLetter.Prime(); err != nil {
+			return nil, fmt.Errorf("%s: %w", outFieldDeadLetter, err)
+		}
+	}
 	return w, nil
 }
 
-// Connect creates the producer and checks that the cluster answers with the
-// configured credentials.
+// Connect creates the producer, checks that the cluster answers with the
+// configured credentials, and reads the record size limits.
+//
+// Benthos calls Connect until it succeeds and sleeps between attempts only
+// until its own soft stop; a drain of the stream (result.Scope) does not
+// reach that sleep. The backoff between attempts is therefore waited here,
+// selecting on the drain, and Benthos is told to wait no more. Once the
+// stream drains or halts, Connect returns at once without a client, so that
+// Benthos's writer loop runs and WriteBatch refuses what still arrives:
+// nothing waits on a connect loop, and the stream stops.
 func (w *writer) Connect(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.client != nil {
+	if w.client != nil || w.scope.IsDraining() {
 		return nil
+	}
+	if w.connectTries > 0 {
+		if err := w.sleep(ctx, connectBackoff(w.connectTries)); err != nil {
+			if errors.Is(err, errStopping) {
+				return nil
+			}
+			return err
+		}
 	}
 	opts := append(w.conn.clientOpts(),
 		kgo.ProducerBatchCompression(w.compression),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProduceRequestTimeout(w.timeout),
+		kgo.ProducerBatchMaxBytesFn(w.limits.forTopic),
 	)
 	if w.partition != nil {
 		opts = append(opts, kgo.RecordPartitioner(w.explicit))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("redpanda output config: %w", err)
+		w.halt(result.Wrap(result.System, "config", err, "redpanda output config"))
+		return nil
 	}
 	if err := ping(ctx, cl, w.timeout); err != nil {
 		cl.Close()
-		w.connectTries++
 		classified := result.Classify(fmt.Errorf("reach %s: %w", w.conn.describe(), err))
-		return service.NewErrBackOff(classified, connectBackoff(w.connectTries))
+		if classified.Action() == result.Stop {
+			w.halt(classified)
+			return nil
+		}
+		w.connectTries++
+		return service.NewErrBackOff(classified, 0)
 	}
 	w.connectTries = 0
+	w.limits.learnDefault(ctx, kadm.NewClient(cl), w.timeout)
+	if topic, static := w.topic.Static(); static {
+		w.limits.learn(ctx, kadm.NewClient(cl), w.timeout, []string{topic})
+	}
 	w.client = cl
 	return nil
 }
 
-// WriteBatch produces the batch and returns once every message is stored.
-// Transient failures are retried here; messages that can never be stored
-// fail alone in a batch error.
+// halt stops the stream for good with a clear error: rejected credentials,
+// missing ACLs or a broken configuration cannot be fixed by retrying. The
+// input ends its stream when the scope halts (result.Scope).
+func (w *writer) halt(err *result.Error) {
+	if !w.stopped {
+		w.stopped = true
+		w.log.Errorf("Stopping the redpanda output (%s): %v", err.Category, err)
+	}
+	w.scope.Halt(err)
+}
+
+// sleep waits d, or returns ctx's error when ctx ends first and errStopping
+// when the stream drains first.
+func (w *writer) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.scope.Draining():
+		return errStopping
+	}
+}
+
+// WriteBatch produces the batch and returns once every message is stored or
+// dead-lettered. Transient failures are retried here until the stream
+// drains; messages that can never be stored go to dead_letter, or fail
+// alone in a batch error.
 func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	if halted := w.scope.Halted(); halted != nil {
+		return fmt.Errorf("redpanda output: the stream stopped: %w", halted)
+	}
 	w.mu.RLock()
 	cl := w.client
 	w.mu.RUnlock()
 	if cl == nil {
+		if w.scope.IsDraining() {
+			return errStopping
+		}
 		return service.ErrNotConnected
 	}
 
-	var batchErr *service.BatchError
-	fail := func(i int, err error) {
-		if batchErr == nil {
-			batchErr = service.NewBatchError(batch, err)
-		}
-		batchErr.Failed(i, err)
-	}
+	failed := map[int]error{}
 	pending := make([]int, 0, len(batch))
 	records := make([]*kgo.Record, len(batch))
 	fields := w.interpolators(batch)
 	for i, msg := range batch {
 		rec, err := w.record(fields, i, msg)
 		if err != nil {
-			fail(i, err)
+			failed[i] = err
 			continue
 		}
 		records[i] = rec
 		pending = append(pending, i)
 	}
+	w.learnLimits(ctx, cl, records)
 
+	var stopErr error // a Stop-action error, or why the retries gave up
 	for attempt := 1; len(pending) > 0; attempt++ {
 		toSend := make([]*kgo.Record, len(pending))
 		indexOf := make(map[*kgo.Record]int, len(pending))
@@ -241,45 +332,181 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			}
 			i := indexOf[res.Record]
 			classified := result.Classify(res.Err)
-			if w.explicit.rejected(res.Record) {
-				classified = result.Wrap(result.Business, "invalid_partition", res.Err, fmt.Sprintf("partition %d does not exist", res.Record.Partition))
+			if n, ok := w.explicit.rejected(res.Record); ok {
+				classified = result.Wrap(result.Business, "invalid_partition", res.Err, fmt.Sprintf(
+					"partition %d does not exist: topic %s has %d partitions; a router or partition mapping must not assume more",
+					res.Record.Partition, res.Record.Topic, n))
+				w.explicit.report(w.log, res.Record.Topic, n)
 			}
-			if classified.Action() == result.Retry && ctx.Err() == nil {
+			if errors.Is(res.Err, kerr.MessageTooLarge) {
+				if isDeadLetter(batch[i]) && w.shrink(batch[i], res.Record) {
+					retry = append(retry, i)
+					lastErr = classified
+					continue
+				}
+				classified = result.Wrap(result.Business, classified.Code, res.Err, fmt.Sprintf(
+					"a record of %d bytes does not fit topic %s, which takes at most %d (max.message.bytes)",
+					len(res.Record.Value)+recordSizeWithoutValue(res.Record), res.Record.Topic, w.limits.forTopic(res.Record.Topic)))
+			}
+			switch {
+			case classified.Action() == result.Stop:
+				stopErr = classified
+				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
+			case classified.Action() == result.Retry && ctx.Err() == nil && !w.scope.IsDraining():
 				retry = append(retry, i)
 				lastErr = classified
-				continue
+			default:
+				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
 			}
-			fail(i, fmt.Errorf("produce to %s: %w", res.Record.Topic, classified))
 		}
 		slices.Sort(retry)
 		pending = retry
+		if stopErr != nil {
+			w.mu.Lock()
+			w.halt(result.Classify(stopErr))
+			w.mu.Unlock()
+			break
+		}
 		if len(pending) == 0 {
 			break
 		}
 		wait := min(produceBackoffBase<<min(attempt-1, 16), produceBackoffMax)
 		w.retries.Incr(int64(len(pending)))
 		w.log.Warnf("Retrying %d messages in %v: %v", len(pending), wait, lastErr)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			for _, i := range pending {
-				fail(i, fmt.Errorf("produce to %s: %w", records[i].Topic, ctx.Err()))
-			}
-			pending = nil
+		if err := w.sleep(ctx, wait); err != nil {
+			stopErr = fmt.Errorf("%w (last error: %v)", err, lastErr)
+			break
 		}
 	}
-	if batchErr != nil {
-		return batchErr
+	for _, i := range pending { // left over when the retries gave up
+		failed[i] = fmt.Errorf("produce to %s: %w", records[i].Topic, stopErr)
 	}
-	return nil
+	if len(failed) == 0 {
+		return nil
+	}
+	if w.deadLetter != nil && stopErr == nil {
+		return w.deadLetterFailures(ctx, batch, failed)
+	}
+	return failuresError(batch, failed)
 }
 
 // produce sends records and waits for each result, bounded by the timeout.
+// A drain of the stream ends the wait too: records not yet sent fail, and
+// records in flight complete.
 func (w *writer) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) kgo.ProduceResults {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-w.scope.Draining():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	return cl.ProduceSync(ctx, recs...)
 }
+
+// learnLimits reads the record size limit of each topic of records that
+// the output has not written to yet, before franz-go asks for it.
+func (w *writer) learnLimits(ctx context.Context, cl *kgo.Client, records []*kgo.Record) {
+	var topics []string
+	for _, r := range records {
+		if r != nil && !w.limits.known(r.Topic) && !slices.Contains(topics, r.Topic) {
+			topics = append(topics, r.Topic)
+		}
+	}
+	if len(topics) > 0 {
+		w.limits.learn(ctx, kadm.NewClient(cl), w.timeout, topics)
+	}
+}
+
+// deadLetterFailures sends the failed messages to the dead-letter output, so
+// that the batch succeeds; messages the dead-letter output cannot take fail
+// alone.
+func (w *writer) deadLetterFailures(ctx context.Context, batch service.MessageBatch, failed map[int]error) error {
+	indexes := slices.Sorted(maps.Keys(failed))
+	letters := make(service.MessageBatch, 0, len(indexes))
+	for _, i := range indexes {
+		dl := batch[i].Copy()
+		result.MarkDeadLetter(dl, failed[i])
+		letters = append(letters, dl)
+		w.log.Debugf("Dead-lettering message %d: %v", i, failed[i])
+	}
+	index := letters.Index()
+	err := w.deadLetter.WriteBatch(ctx, letters)
+	if err == nil {
+		w.deadLetters.Incr(int64(len(indexes)))
+		return nil
+	}
+	// Only the letters the dead-letter output names stay failed; without a
+	// batch error, all of them do.
+	perLetter := make(map[int]error, len(indexes))
+	if batchErr, ok := errors.AsType[*service.BatchError](err); ok {
+		batchErr.WalkMessagesIndexedBy(index, func(j int, _ *service.Message, e error) bool {
+			if e != nil && j >= 0 && j < len(indexes) {
+				perLetter[j] = ownError(e)
+			}
+			return true
+		})
+	} else {
+		for j := range indexes {
+			perLetter[j] = err
+		}
+	}
+	w.deadLetters.Incr(int64(len(indexes) - len(perLetter)))
+	for j, i := range indexes {
+		if e, ok := perLetter[j]; ok {
+			failed[i] = fmt.Errorf("write dead letter: %w", e)
+		} else {
+			delete(failed, i)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return failuresError(batch, failed)
+}
+
+// ownError returns the message's own error when err is a messageError, so
+// that no batch error nests inside another.
+func ownError(err error) error {
+	if me, ok := err.(*messageError); ok {
+		return me.err
+	}
+	return err
+}
+
+// failuresError is the batch error naming each failed message.
+func failuresError(batch service.MessageBatch, failed map[int]error) error {
+	indexes := slices.Sorted(maps.Keys(failed))
+	batchErr := service.NewBatchError(batch, failed[indexes[0]])
+	for _, i := range indexes {
+		batchErr.Failed(i, &messageError{err: failed[i], batch: batchErr})
+	}
+	return batchErr
+}
+
+// messageError is the error of one message of a written batch, carrying the
+// error of the whole batch.
+//
+// Benthos's output batcher (the `batching` field) merges the batches of
+// several upstream transactions into one write and acks each transaction
+// with only the first error among its messages: the BatchError, which says
+// which messages failed, is dropped, and the input replays the whole
+// transaction, the messages written included. Carrying the BatchError inside
+// each message's error lets the components upstream (a switch output, an
+// input's replay list) still find it with errors.As and replay only the
+// failed messages.
+type messageError struct {
+	err   error
+	batch *service.BatchError // its headline is never a messageError, so there is no cycle
+}
+
+func (e *messageError) Error() string { return e.err.Error() }
+
+// Unwrap returns the message's error first, so that errors.As finds its
+// category before the batch's.
+func (e *messageError) Unwrap() []error { return []error{e.err, e.batch} }
 
 // batchInterpolators evaluate the interpolated fields for one batch; made
 // once per batch, they avoid copying the batch for every message.
@@ -339,24 +566,29 @@ func (w *writer) record(fields batchInterpolators, i int, msg *service.Message) 
 	return rec, nil
 }
 
-// Close flushes and closes the producer.
+// Close flushes and closes the producer, and closes the dead-letter output.
 func (w *writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.client == nil {
-		return nil
+	var err error
+	if w.client != nil {
+		err = w.client.Flush(ctx)
+		w.client.Close()
+		w.client = nil
 	}
-	err := w.client.Flush(ctx)
-	w.client.Close()
-	w.client = nil
+	if w.deadLetter != nil {
+		err = errors.Join(err, w.deadLetter.Close(ctx))
+	}
 	return err
 }
 
 // explicitPartitioner sends each record to the partition set on it, and
-// remembers the records whose partition does not exist, so that they fail as
-// BUSINESS errors rather than being retried.
+// remembers the records whose partition does not exist, with the topic's
+// partition count, so that they fail as BUSINESS errors rather than being
+// retried.
 type explicitPartitioner struct {
-	invalid sync.Map // *kgo.Record → struct{}
+	invalid  sync.Map // *kgo.Record → int: the topic's partitions
+	reported sync.Map // topic → struct{}: the mismatch was logged
 }
 
 func (p *explicitPartitioner) ForTopic(string) kgo.TopicPartitioner { return p }
@@ -365,14 +597,26 @@ func (p *explicitPartitioner) RequiresConsistency(*kgo.Record) bool { return tru
 
 func (p *explicitPartitioner) Partition(r *kgo.Record, n int) int {
 	if int(r.Partition) >= n {
-		p.invalid.Store(r, struct{}{})
+		p.invalid.Store(r, n)
 		return -1
 	}
 	return int(r.Partition)
 }
 
-// rejected reports, once, whether r was refused for its partition.
-func (p *explicitPartitioner) rejected(r *kgo.Record) bool {
-	_, ok := p.invalid.LoadAndDelete(r)
-	return ok
+// rejected reports, once, whether r was refused for its partition, and how
+// many partitions its topic has.
+func (p *explicitPartitioner) rejected(r *kgo.Record) (int, bool) {
+	n, ok := p.invalid.LoadAndDelete(r)
+	if !ok {
+		return 0, false
+	}
+	return n.(int), true
+}
+
+// report logs, once per topic, that messages name partitions the topic does
+// not have: a configuration mismatch the operator must fix.
+func (p *explicitPartitioner) report(log *service.Logger, topic string, n int) {
+	if _, seen := p.reported.LoadOrStore(topic, struct{}{}); !seen {
+		log.Errorf("Messages name partitions that topic %s does not have: it has %d. Check that the exchange_router's `partitions` (or the partition mapping) matches the topic; until then these messages fail with BUSINESS invalid_partition", topic, n)
+	}
 }
