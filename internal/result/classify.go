@@ -44,31 +44,7 @@ func Classify(err error) *Error {
 // appendix A.
 func classifyPostgres(pg *pgconn.PgError, err error) *Error {
 	e := &Error{Code: pg.Code, Message: pg.Message, Cause: err}
-	class := pg.Code[:min(2, len(pg.Code))]
-	switch {
-	case pg.Code == "40001", pg.Code == "40P01": // serialization failure, deadlock
-		e.Category, e.Transient = System, true
-	case pg.Code == "57014": // query_canceled, e.g. statement_timeout
-		e.Category, e.Transient = System, true
-	case pg.Code == "57P01", pg.Code == "57P02", pg.Code == "57P03": // server shutting down or starting
-		e.Category, e.Transient = External, true
-	case pg.Code == "42501": // insufficient_privilege
-		e.Category = Security
-	case pg.Code == "3D000", pg.Code == "0A000": // no such database, feature not supported
-		e.Category = System
-	case class == "08": // connection exception
-		e.Category, e.Transient = External, true
-	case class == "53": // insufficient resources
-		e.Category, e.Transient = System, true
-	case class == "22", class == "23": // data exception, integrity violation
-		e.Category = Business
-	case class == "28": // invalid authorization
-		e.Category = Security
-	case class == "42": // undefined table or column, syntax: the configuration is wrong
-		e.Category = System
-	default: // XX internal errors and anything unknown
-		e.Category, e.Transient = System, true
-	}
+	e.Category, e.Transient, _ = postgresCategory(pg.Code)
 	for k, v := range map[string]string{
 		"column":     pg.ColumnName,
 		"constraint": pg.ConstraintName,
@@ -83,6 +59,62 @@ func classifyPostgres(pg *pgconn.PgError, err error) *Error {
 		}
 	}
 	return e
+}
+
+// postgresCategory is the category of a SQLSTATE, whether it is worth
+// retrying, and whether it is one this table knows. An unknown SQLSTATE is a
+// transient SYSTEM error, retried in case it passes; see UnknownSQLSTATE for
+// why that retry must be bounded.
+func postgresCategory(code string) (cat Category, transient, known bool) {
+	class := code[:min(2, len(code))]
+	switch {
+	case code == "40001", code == "40P01": // serialization failure, deadlock
+		return System, true, true
+	case code == "57014": // query_canceled, e.g. statement_timeout
+		return System, true, true
+	case code == "55P03": // lock_not_available, e.g. lock_timeout
+		return System, true, true
+	case code == "57P01", code == "57P02", code == "57P03": // server shutting down or starting
+		return External, true, true
+	case code == "42501": // insufficient_privilege
+		return Security, false, true
+	case code == "3D000", code == "0A000": // no such database, feature not supported
+		return System, false, true
+	case code == "21000": // cardinality_violation: one statement met the same row twice
+		return Business, false, true
+	case class == "08": // connection exception
+		return External, true, true
+	case class == "53", class == "58": // insufficient resources, system (I/O) error
+		return System, true, true
+	case class == "22", class == "23": // data exception, integrity violation
+		return Business, false, true
+	case class == "P0": // raised by PL/pgSQL, e.g. a trigger rejecting the row
+		return Business, false, true
+	case class == "28": // invalid authorization
+		return Security, false, true
+	case class == "42": // undefined table or column, syntax: the configuration is wrong
+		return System, false, true
+	}
+	// XX internal errors and anything not listed.
+	return System, true, false
+}
+
+// UnknownSQLSTATE reports whether err is a PostgreSQL error that Classify
+// retries only because it does not know its SQLSTATE (XX000, or one raised
+// by an extension or a trigger, such as 'QF001'). The server answered, so the
+// connection works, and a retry may fail the same way forever: a caller that
+// can isolate rows retries such an error a bounded number of times and then
+// treats it as the fault of the rows it was writing, as BUSINESS.
+func UnknownSQLSTATE(err error) bool {
+	pg, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok {
+		return false
+	}
+	if e := Classify(err); !e.Transient || e.Code != pg.Code {
+		return false // classified otherwise by whoever wrapped it
+	}
+	_, _, known := postgresCategory(pg.Code)
+	return !known
 }
 
 // kafkaCategories lists the Kafka errors whose category does not follow from

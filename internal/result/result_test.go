@@ -133,8 +133,12 @@ func TestPostgresErrorsClassifyBySQLSTATE(t *testing.T) {
 		{"42703", "undefined_column", stopSystem("42703")},
 		{"3D000", "invalid_catalog_name", stopSystem("3D000")},
 		{"0A000", "feature_not_supported", stopSystem("0A000")},
-		{"XX000", "internal_error", retrySystem("XX000")},
-		{"55P03", "lock_not_available (unlisted: conservative retry)", retrySystem("55P03")},
+		{"55P03", "lock_not_available", retrySystem("55P03")},
+		{"58030", "io_error", retrySystem("58030")},
+		{"21000", "cardinality_violation", deadLetter("21000")},
+		{"P0001", "raise_exception", deadLetter("P0001")},
+		{"XX000", "internal_error (unknown: retried, bounded by the caller)", retrySystem("XX000")},
+		{"QF001", "raised by a trigger (unknown: retried, bounded by the caller)", retrySystem("QF001")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sqlstate+" "+tt.name, func(t *testing.T) {
@@ -146,6 +150,28 @@ func TestPostgresErrorsClassifyBySQLSTATE(t *testing.T) {
 			var found *pgconn.PgError
 			require.ErrorAs(t, e, &found, "the PgError stays reachable")
 			assert.Same(t, pgErr, found)
+		})
+	}
+}
+
+func TestAnUnknownSQLSTATEIsMarkedSoItsRetriesCanBeBounded(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		unknown bool
+	}{
+		{"raised by a trigger", fmt.Errorf("upsert: %w", &pgconn.PgError{Code: "QF001"}), true},
+		{"internal error", &pgconn.PgError{Code: "XX000"}, true},
+		{"deadlock (known transient)", &pgconn.PgError{Code: "40P01"}, false},
+		{"connection failure (known transient)", &pgconn.PgError{Code: "08006"}, false},
+		{"check violation (known row fault)", &pgconn.PgError{Code: "23514"}, false},
+		{"classified by the caller", result.Wrap(result.Business, "QF001", &pgconn.PgError{Code: "QF001"}, "rejected"), false},
+		{"not from PostgreSQL", errors.New("something odd"), false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.unknown, result.UnknownSQLSTATE(tt.err))
 		})
 	}
 }
