@@ -33,6 +33,8 @@ const conflictRun = 16
 type row struct {
 	index  int
 	values []any
+	// key is the conflict key as rowKey renders it, set by dedupe.
+	key string
 }
 
 // rowSource streams rows to CopyFrom without building a [][]any.
@@ -50,10 +52,12 @@ func (s *rowSource) Values() ([]any, error) { return s.rows[s.next-1].values, ni
 
 func (s *rowSource) Err() error { return nil }
 
-// pathStats counts what one write did.
+// pathStats counts what one write did. inserted, updated and conflicts are
+// as the database reported them: a COPY's row count, and of the rows an
+// INSERT … ON CONFLICT was given, those it inserted, updated or skipped.
 type pathStats struct {
-	fastBatches, stagedBatches int
-	conflicts                  int64
+	fastBatches, stagedBatches   int
+	inserted, updated, conflicts int64
 }
 
 // copier writes rows into one table: binary COPY when it can, a staged
@@ -68,30 +72,46 @@ type copier struct {
 	createStage string
 	stage       pgx.Identifier
 	insert      string
+	// upsertCounts is set when insert returns how many rows it inserted and
+	// how many it updated (do_update), rather than a plain command tag.
+	upsertCounts bool
 
-	// existing finds which keys of a batch are stored already; keyIdx are
-	// the key columns' positions in a row.
-	existing string
-	keyIdx   []int
+	// existing finds which keys of a batch are stored already. key is the
+	// conflict key in a row, storedKey the same columns in a row of
+	// existing's result, so that both render alike (rowKey).
+	existing  string
+	key       []keyPart
+	storedKey []keyPart
 
 	conflictLeft atomic.Int32
+	// unlimitedLeft is how many more staged writes lift TimescaleDB's
+	// decompression limit from the start, after one met it.
+	unlimitedLeft atomic.Int32
 }
 
-func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, keyIdx []int, mode conflictMode) *copier {
+// stageOrdinal is the staging table's extra column: the position of a row
+// in the COPY, so that the INSERT … SELECT writes rows in the order they
+// were sorted (sortByKey).
+const stageOrdinal = "qiflow_stage_ord"
+
+func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, key []keyPart, mode conflictMode) *copier {
 	stageName := "qiflow_stage_" + strings.Join(t.ident, "_")
 	c := &copier{
 		pool:    pool,
 		target:  t.ident,
 		columns: columns,
 		mode:    mode,
-		keyIdx:  keyIdx,
+		key:     key,
 		stage:   pgx.Identifier{stageName},
-		createStage: fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-			pgx.Identifier{stageName}.Sanitize(), t.ident.Sanitize()),
+		createStage: fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS, %s bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS",
+			pgx.Identifier{stageName}.Sanitize(), t.ident.Sanitize(), stageOrdinal),
+	}
+	for i, k := range key {
+		c.storedKey = append(c.storedKey, keyPart{idx: i, col: k.col})
 	}
 	quoted := quoteAll(columns)
-	insert := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) ",
-		t.ident.Sanitize(), quoted, quoted, c.stage.Sanitize(), quoteAll(conflictColumns))
+	insert := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ORDER BY %s ON CONFLICT (%s) ",
+		t.ident.Sanitize(), quoted, quoted, c.stage.Sanitize(), stageOrdinal, quoteAll(conflictColumns))
 	var updates []string
 	for _, col := range columns {
 		if !contains(conflictColumns, col) {
@@ -100,7 +120,12 @@ func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, 
 		}
 	}
 	if mode == conflictDoUpdate && len(updates) > 0 {
-		insert += "DO UPDATE SET " + strings.Join(updates, ", ")
+		// A row's xmax is 0 when this statement inserted it, and the
+		// updating transaction's id when it overwrote an existing row: the
+		// one way to tell the two apart in a single statement.
+		insert = "WITH upserted AS (" + insert + "DO UPDATE SET " + strings.Join(updates, ", ") +
+			" RETURNING xmax = 0 AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FROM upserted"
+		c.upsertCounts = true
 	} else {
 		insert += "DO NOTHING"
 	}
@@ -132,12 +157,20 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// isolation says how writeIsolating treats an error it cannot retry away.
+type isolation struct {
+	// unknownAfter is set once a write failed with a SQLSTATE qiflow does
+	// not know this many times (result.UnknownSQLSTATE): from then on such
+	// an error is isolated and dead-lettered like a BUSINESS one.
+	unknownAfter int
+}
+
 // writeIsolating writes rows. When the database rejects the batch for a
 // BUSINESS reason it splits the batch until each rejected row stands alone,
 // writes the rest, and records the rejected rows in failed. Rows written are
 // recorded in written, so a retry after a transient error skips them. A
 // transient or fatal error is returned as is.
-func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]error, written map[int]bool, stats *pathStats) error {
+func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]error, written map[int]bool, stats *pathStats, iso isolation) error {
 	err := c.writeOnce(ctx, rows, stats)
 	if err == nil {
 		for _, r := range rows {
@@ -146,7 +179,15 @@ func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]
 		return nil
 	}
 	classified := result.Classify(err)
-	if classified.Action() != result.DeadLetter {
+	switch {
+	case classified.Action() == result.DeadLetter:
+	case iso.unknownAfter > 0 && result.UnknownSQLSTATE(err):
+		isolated := *classified
+		isolated.Category, isolated.Transient = result.Business, false
+		isolated.Message = fmt.Sprintf("%s (SQLSTATE %s is unknown to qiflow; it persisted through %d retries and this row fails alone)",
+			classified.Message, classified.Code, iso.unknownAfter)
+		classified = &isolated
+	default:
 		return err
 	}
 	if len(rows) == 1 {
@@ -154,41 +195,48 @@ func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]
 		return nil
 	}
 	mid := len(rows) / 2
-	if err := c.writeIsolating(ctx, rows[:mid], failed, written, stats); err != nil {
+	if err := c.writeIsolating(ctx, rows[:mid], failed, written, stats, iso); err != nil {
 		return err
 	}
-	return c.writeIsolating(ctx, rows[mid:], failed, written, stats)
+	return c.writeIsolating(ctx, rows[mid:], failed, written, stats, iso)
 }
 
-// writeOnce writes rows in one statement: a plain COPY, unless recent
+// writeOnce writes rows in one transaction: a plain COPY, unless recent
 // batches met existing keys, and the conflict path when the COPY meets one.
+// A write that exceeds TimescaleDB's decompression limit is redone at once
+// on the staged path with the limit lifted (see stageAndInsert).
 func (c *copier) writeOnce(ctx context.Context, rows []row, stats *pathStats) error {
 	if c.mode == conflictError || c.conflictLeft.Load() <= 0 {
-		err := c.copy(ctx, rows)
+		n, err := c.copy(ctx, rows)
 		if err == nil {
 			stats.fastBatches++
+			stats.inserted += n
 			return nil
 		}
-		if c.mode == conflictError || !isUniqueViolation(err) {
+		switch {
+		case c.mode != conflictError && isUniqueViolation(err):
+			c.conflictLeft.Store(conflictRun)
+		case c.mode != conflictError && isDecompressionLimit(err):
+			c.unlimitedLeft.Store(conflictRun)
+		default:
 			return err
 		}
-		c.conflictLeft.Store(conflictRun)
 	}
 	stats.stagedBatches++
-	var conflicts int64
+	var w staged
 	var err error
-	if c.mode == conflictDoUpdate {
-		var affected int64
-		affected, err = c.stageAndInsert(ctx, rows)
-		conflicts = int64(len(rows)) - affected
+	if c.mode == conflictDoUpdate || c.unlimitedLeft.Load() > 0 {
+		w, err = c.stageAndInsert(ctx, rows)
 	} else {
-		conflicts, err = c.copyNew(ctx, rows)
+		w, err = c.copyNew(ctx, rows)
 	}
 	if err != nil {
 		return err
 	}
-	stats.conflicts += conflicts
-	if conflicts > 0 {
+	stats.inserted += w.inserted
+	stats.updated += w.updated
+	stats.conflicts += w.skipped
+	if w.skipped > 0 || w.updated > 0 {
 		c.conflictLeft.Store(conflictRun)
 	} else {
 		c.conflictLeft.Add(-1)
@@ -196,50 +244,61 @@ func (c *copier) writeOnce(ctx context.Context, rows []row, stats *pathStats) er
 	return nil
 }
 
-func (c *copier) copy(ctx context.Context, rows []row) error {
-	if _, err := c.pool.CopyFrom(ctx, c.target, c.columns, &rowSource{rows: rows}); err != nil {
-		return fmt.Errorf("copy into %s: %w", c.target.Sanitize(), err)
+// staged is what a write on the conflict path did with its rows.
+type staged struct{ inserted, updated, skipped int64 }
+
+// copy writes rows with one COPY and returns how many it wrote.
+func (c *copier) copy(ctx context.Context, rows []row) (int64, error) {
+	n, err := c.pool.CopyFrom(ctx, c.target, c.columns, &rowSource{rows: rows})
+	if err != nil {
+		return 0, fmt.Errorf("copy into %s: %w", c.target.Sanitize(), err)
 	}
-	return nil
+	return n, nil
 }
 
 // copyNew writes with do_nothing semantics: it looks up which keys exist,
 // COPYs only the other rows, and falls back to the staged upsert should a
-// concurrent writer store one of them meanwhile. It returns how many rows
-// were skipped as existing.
-func (c *copier) copyNew(ctx context.Context, rows []row) (int64, error) {
+// concurrent writer store one of them meanwhile, or should the COPY exceed
+// TimescaleDB's decompression limit.
+func (c *copier) copyNew(ctx context.Context, rows []row) (staged, error) {
 	stored, err := c.storedKeys(ctx, rows)
 	if err != nil {
-		return 0, err
+		return staged{}, err
 	}
 	fresh := rows
 	if len(stored) > 0 {
 		fresh = make([]row, 0, len(rows)-len(stored))
 		for _, r := range rows {
-			if !stored[rowKey(r.values, c.keyIdx)] {
+			if !stored[r.key] {
 				fresh = append(fresh, r)
 			}
 		}
 	}
 	skipped := int64(len(rows) - len(fresh))
 	if len(fresh) == 0 {
-		return skipped, nil
+		return staged{skipped: skipped}, nil
 	}
-	err = c.copy(ctx, fresh)
-	if err == nil || !isUniqueViolation(err) {
-		return skipped, err
+	n, err := c.copy(ctx, fresh)
+	switch {
+	case err == nil:
+		return staged{inserted: n, skipped: skipped}, nil
+	case isDecompressionLimit(err):
+		c.unlimitedLeft.Store(conflictRun)
+	case !isUniqueViolation(err):
+		return staged{}, err
 	}
-	inserted, err := c.stageAndInsert(ctx, fresh)
-	return int64(len(rows)) - inserted, err
+	w, err := c.stageAndInsert(ctx, fresh)
+	w.skipped += skipped
+	return w, err
 }
 
 // storedKeys returns the keys of rows that are in the table already.
 func (c *copier) storedKeys(ctx context.Context, rows []row) (map[string]bool, error) {
-	args := make([]any, len(c.keyIdx))
-	for k, i := range c.keyIdx {
+	args := make([]any, len(c.storedKey))
+	for k, part := range c.key {
 		values := make([]any, len(rows))
 		for j, r := range rows {
-			values[j] = r.values[i]
+			values[j] = r.values[part.idx]
 		}
 		args[k] = values
 	}
@@ -254,39 +313,86 @@ func (c *copier) storedKeys(ctx context.Context, rows []row) (map[string]bool, e
 		if err != nil {
 			return nil, fmt.Errorf("look up existing keys in %s: %w", c.target.Sanitize(), err)
 		}
-		stored[rowKey(values, nil)] = true
+		stored[rowKey(values, c.storedKey)] = true
 	}
 	return stored, found.Err()
 }
 
 // stageAndInsert copies rows into a per-connection temporary table and
 // moves them into the target with INSERT … ON CONFLICT, in one transaction.
-// It returns how many rows the INSERT affected.
-func (c *copier) stageAndInsert(ctx context.Context, rows []row) (int64, error) {
+//
+// An upsert into a compressed TimescaleDB chunk decompresses the compressed
+// batches holding its keys, and TimescaleDB refuses a transaction that
+// decompresses more than timescaledb.max_tuples_decompressed_per_dml_transaction
+// tuples (SQLSTATE 53400; 100,000 by default). Splitting the batch would
+// decompress the same tuples in more transactions, and pay again for each
+// attempt that fails; instead the transaction is redone at once with the
+// limit lifted for it alone (SET LOCAL), and so are the next conflictRun
+// staged writes. The cost: one transaction decompresses at most the
+// compressed batches (up to 1,000 tuples each) that hold its rows' keys.
+func (c *copier) stageAndInsert(ctx context.Context, rows []row) (staged, error) {
+	unlimited := c.unlimitedLeft.Load() > 0
+	if unlimited {
+		c.unlimitedLeft.Add(-1)
+	}
+	w, err := c.stageAndInsertTx(ctx, rows, unlimited)
+	if !unlimited && isDecompressionLimit(err) {
+		c.unlimitedLeft.Store(conflictRun)
+		w, err = c.stageAndInsertTx(ctx, rows, true)
+	}
+	return w, err
+}
+
+// liftDecompressionLimit lifts TimescaleDB's limit for one transaction.
+const liftDecompressionLimit = "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0"
+
+func (c *copier) stageAndInsertTx(ctx context.Context, rows []row, unlimited bool) (staged, error) {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("acquire a connection: %w", err)
+		return staged{}, fmt.Errorf("acquire a connection: %w", err)
 	}
 	defer conn.Release()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("begin staged upsert: %w", err)
+		return staged{}, fmt.Errorf("begin staged upsert: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if unlimited {
+		if _, err := tx.Exec(ctx, liftDecompressionLimit); err != nil {
+			return staged{}, fmt.Errorf("lift the decompression limit: %w", err)
+		}
+	}
 	if _, err := tx.Exec(ctx, c.createStage); err != nil {
-		return 0, fmt.Errorf("create staging table: %w", err)
+		return staged{}, fmt.Errorf("create staging table: %w", err)
 	}
 	if _, err := tx.CopyFrom(ctx, c.stage, c.columns, &rowSource{rows: rows}); err != nil {
-		return 0, fmt.Errorf("copy into staging table for %s: %w", c.target.Sanitize(), err)
+		return staged{}, fmt.Errorf("copy into staging table for %s: %w", c.target.Sanitize(), err)
 	}
-	tag, err := tx.Exec(ctx, c.insert)
+	var w staged
+	if c.upsertCounts {
+		var total int64
+		err = tx.QueryRow(ctx, c.insert).Scan(&w.inserted, &total)
+		w.updated = total - w.inserted
+	} else {
+		var tag pgconn.CommandTag
+		tag, err = tx.Exec(ctx, c.insert)
+		w.inserted = tag.RowsAffected()
+	}
 	if err != nil {
-		return 0, fmt.Errorf("upsert into %s: %w", c.target.Sanitize(), err)
+		return staged{}, fmt.Errorf("upsert into %s: %w", c.target.Sanitize(), err)
 	}
+	w.skipped = int64(len(rows)) - w.inserted - w.updated
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit upsert into %s: %w", c.target.Sanitize(), err)
+		return staged{}, fmt.Errorf("commit upsert into %s: %w", c.target.Sanitize(), err)
 	}
-	return tag.RowsAffected(), nil
+	return w, nil
+}
+
+// isDecompressionLimit matches TimescaleDB's refusal to decompress more
+// tuples in one transaction than its limit allows.
+func isDecompressionLimit(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "53400"
 }
 
 func isUniqueViolation(err error) bool {

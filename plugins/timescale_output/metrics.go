@@ -6,8 +6,11 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// metrics are the output's own counters and timers, next to Benthos's.
+// metrics are the output's own counters and timers, next to Benthos's;
+// docs/timescale-output.md says what each counts.
 type metrics struct {
+	rowsInserted  *service.MetricCounter
+	rowsUpdated   *service.MetricCounter
 	rowsWritten   *service.MetricCounter
 	batches       *service.MetricCounter
 	fastBatches   *service.MetricCounter
@@ -21,6 +24,8 @@ type metrics struct {
 
 func newMetrics(m *service.Metrics) metrics {
 	return metrics{
+		rowsInserted:  m.NewCounter("timescale_rows_inserted"),
+		rowsUpdated:   m.NewCounter("timescale_rows_updated"),
 		rowsWritten:   m.NewCounter("timescale_rows_written"),
 		batches:       m.NewCounter("timescale_batches"),
 		fastBatches:   m.NewCounter("timescale_fast_path_batches"),
@@ -33,9 +38,15 @@ func newMetrics(m *service.Metrics) metrics {
 	}
 }
 
-func (m metrics) record(stats pathStats, written int, took time.Duration) {
+// record counts one batch. The row counters are the database's own figures
+// (pathStats), so that they add up to what the table holds: every message
+// of a batch is counted once, as a row inserted, a row updated, a conflict
+// skipped or a dead letter.
+func (m metrics) record(stats pathStats, took time.Duration) {
 	m.batches.Incr(1)
-	m.rowsWritten.Incr(int64(written))
+	m.rowsInserted.Incr(stats.inserted)
+	m.rowsUpdated.Incr(stats.updated)
+	m.rowsWritten.Incr(stats.inserted + stats.updated)
 	m.fastBatches.Incr(int64(stats.fastBatches))
 	m.stagedBatches.Incr(int64(stats.stagedBatches))
 	m.conflicts.Incr(stats.conflicts)

@@ -5,6 +5,7 @@ package timescale_output
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -183,7 +184,7 @@ type output struct {
 	mu      sync.RWMutex
 	pool    *pgxpool.Pool
 	columns []column
-	keyIdx  []int
+	key     []keyPart
 	copier  *copier
 	tries   int
 }
@@ -300,6 +301,9 @@ func (o *output) Connect(ctx context.Context) error {
 	if o.pool != nil {
 		return nil
 	}
+	// A connect that hangs (an unreachable host) must not hold up a stop.
+	ctx, cancel := o.untilDrained(ctx)
+	defer cancel()
 	err := o.connectLocked(ctx)
 	if err == nil {
 		o.tries = 0
@@ -373,20 +377,23 @@ func (o *output) connectLocked(ctx context.Context) error {
 		err = result.New(result.System, "no_conflict_key",
 			fmt.Sprintf("table %s has no primary key: set conflict_columns, or conflict: error", t.ident.Sanitize()))
 	}
-	var keyIdx []int
+	var key []keyPart
 	for _, k := range keys {
 		i := slices.Index(names, k)
 		if i < 0 && err == nil {
 			err = result.New(result.System, "unknown_column", fmt.Sprintf("conflict column %s is not among the columns written %v", k, names))
 		}
-		keyIdx = append(keyIdx, i)
+		if err != nil {
+			break
+		}
+		key = append(key, keyPart{idx: i, col: cols[i]})
 	}
 	if err != nil {
 		pool.Close()
 		return err
 	}
-	o.pool, o.columns, o.keyIdx = pool, cols, keyIdx
-	o.copier = newCopier(pool, t, names, keys, keyIdx, o.conf.conflict)
+	o.pool, o.columns, o.key = pool, cols, key
+	o.copier = newCopier(pool, t, names, keys, key, o.conf.conflict)
 	return nil
 }
 
@@ -430,8 +437,8 @@ func checkRequiredColumns(t *table, names []string) error {
 
 func (o *output) keyColumns() []string {
 	var keys []string
-	for _, i := range o.keyIdx {
-		keys = append(keys, o.columns[i].name)
+	for _, k := range o.key {
+		keys = append(keys, k.col.name)
 	}
 	return keys
 }
@@ -445,8 +452,26 @@ func (o *output) stop(err *result.Error) {
 	o.scope.Halt(err)
 }
 
+// unknownRetries is how many times a write that fails with a SQLSTATE
+// qiflow does not know (result.UnknownSQLSTATE) is retried before the rows
+// that cause it are isolated and dead-lettered. The server answered, so the
+// database is up; an error that outlasts these retries (about 3 s with the
+// default intervals) is taken for the rows' fault, lest it stop the
+// partition forever.
+const unknownRetries = 5
+
+// errDraining is why a retry wait ends early: the stream is stopping, and
+// the messages not yet written are left to be replayed.
+var errDraining = errors.New("the stream is draining")
+
 // WriteBatch writes one row per message and returns once every message is
-// either written or dead-lettered.
+// either written, or skipped for a key written already, or dead-lettered.
+//
+// Transient errors are retried here until the write succeeds or the stream
+// drains; then the batch fails as a whole, so its messages stay uncommitted
+// and are replayed, and rows written meanwhile are skipped by their keys on
+// replay. When the database rejects the row written for a key, the next
+// message with that key is tried in its place (dedupe).
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	if halted := o.scope.Halted(); halted != nil {
 		return halted
@@ -458,46 +483,102 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		return service.ErrNotConnected
 	}
 	started := time.Now()
+	ctx, cancel := o.untilDrained(ctx)
+	defer cancel()
 
 	failed := map[int]error{}
 	rows := o.rows(batch, failed)
-	rows, duplicates := dedupe(rows, o.keyIdx, o.conf.conflict, failed)
+	rows, next := dedupe(rows, o.key, o.conf.conflict, failed)
 	written := make(map[int]bool, len(rows))
-	stats := pathStats{conflicts: int64(duplicates)}
-	for attempt := 1; ; attempt++ {
-		pending := rows[:0:0]
+	var stats pathStats
+	var iso isolation
+	retries, unknown := 0, 0
+	for {
+		var pending []row
 		for _, r := range rows {
 			if !written[r.index] && failed[r.index] == nil {
 				pending = append(pending, r)
 			}
 		}
 		if len(pending) == 0 {
+			if promote(rows, next, failed) {
+				continue
+			}
 			break
 		}
-		err := cp.writeIsolating(ctx, pending, failed, written, &stats)
+		err := cp.writeIsolating(ctx, pending, failed, written, &stats, iso)
 		if err == nil {
-			break
+			continue
 		}
 		classified := result.Classify(err)
 		if classified.Action() == result.Stop {
 			o.stop(result.Wrap(classified.Category, classified.Code, err, "write "+o.conf.table.Sanitize()))
 			return err
 		}
-		wait := backoff(attempt, o.conf.retryInitial, o.conf.retryMax)
+		if result.UnknownSQLSTATE(err) {
+			if unknown++; unknown > unknownRetries {
+				iso.unknownAfter = unknownRetries
+				o.log.Warnf("Isolating the rows of %s that fail with SQLSTATE %s after %d retries: %v", o.conf.table.Sanitize(), classified.Code, unknownRetries, err)
+				continue
+			}
+		}
+		retries++
+		wait := backoff(retries, o.conf.retryInitial, o.conf.retryMax)
 		o.metrics.retries.Incr(1)
 		o.log.Warnf("Retrying %d rows for %s in %v: %v", len(pending), o.conf.table.Sanitize(), wait, err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("write %s: %w (last error: %v)", o.conf.table.Sanitize(), ctx.Err(), err)
+		if werr := o.wait(ctx, wait); werr != nil {
+			return fmt.Errorf("write %s: gave up on %d rows: %w (last error: %v)", o.conf.table.Sanitize(), len(pending), werr, err)
 		}
 	}
-	o.metrics.record(stats, len(written), time.Since(started))
+	stats.conflicts += int64(skippedDuplicates(next, failed))
+	o.metrics.record(stats, time.Since(started))
 	o.metrics.observeLatency(batch, written)
 	if len(failed) == 0 {
 		return nil
 	}
 	return o.handleFailures(ctx, batch, failed)
+}
+
+// wait waits d, unless ctx ends or the stream drains first, and then says
+// why.
+func (o *output) wait(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-o.scope.Draining():
+		return errDraining
+	}
+}
+
+// drainGrace is how long a write or a dead-letter write in flight may go on
+// once the stream drains. A healthy one takes milliseconds and completes;
+// one stuck on an unreachable database or broker (a connect that hangs, an
+// owned output waiting to reconnect) is cut, and its messages are replayed.
+const drainGrace = time.Second
+
+// untilDrained returns ctx, cancelled also drainGrace after the stream
+// starts draining, and its cancel function.
+func (o *output) untilDrained(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-o.scope.Draining():
+		case <-ctx.Done():
+			return
+		}
+		timer := time.NewTimer(drainGrace)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			cancel(errDraining)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // rows decodes and encodes each message; messages that fail are recorded in
@@ -574,6 +655,9 @@ func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch,
 		o.log.Debugf("Dead-lettering message %d of %s: %v", i, o.conf.table.Sanitize(), failed[i])
 	}
 	if err := o.deadLetter.WriteBatch(ctx, letters); err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx) // errDraining, when the stop cut the wait
+		}
 		batchErr := service.NewBatchError(batch, fmt.Errorf("write dead letters: %w", err))
 		for _, i := range indexes {
 			batchErr.Failed(i, err)
@@ -593,6 +677,12 @@ func deadLetter(msg *service.Message, err error) *service.Message {
 }
 
 // Close closes the pool and the dead-letter output.
+//
+// Benthos closes an output without a deadline, and an owned output that
+// never connected (an unreachable broker) closes only once it connects: its
+// connect loop does not watch for the close. So the dead-letter output gets
+// drainGrace to close, and is then abandoned with an error rather than
+// holding up the stop; the public API has no way to stop it harder.
 func (o *output) Close(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -600,8 +690,13 @@ func (o *output) Close(ctx context.Context) error {
 		o.pool.Close()
 		o.pool, o.copier = nil, nil
 	}
-	if o.deadLetter != nil {
-		return o.deadLetter.Close(ctx)
+	if o.deadLetter == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, drainGrace)
+	defer cancel()
+	if err := o.deadLetter.Close(ctx); err != nil {
+		return fmt.Errorf("close %s: %w", fieldDeadLetter, err)
 	}
 	return nil
 }

@@ -143,6 +143,7 @@ const (
 	oidTimestamp   = 1114
 	oidTimestamptz = 1184
 	oidNumeric     = 1700
+	oidUUID        = 2950
 	oidJSONB       = 3802
 )
 
