@@ -13,9 +13,43 @@ import (
 	"github.com/qicore/qiflow/internal/result"
 )
 
-// pollLoop fetches records into the partition windows. Rebalances are
-// blocked between a poll and AllowRebalance, so records never land in a
-// window of a partition that was revoked meanwhile.
+// The group session: the poll and commit loops, and the rebalance
+// callbacks that franz-go runs.
+//
+// Goroutines and what they own:
+//   - pollLoop is the only caller of PollRecords and AllowRebalance. With
+//     BlockRebalanceOnPoll, no rebalance callback runs between a poll and
+//     AllowRebalance, so fetched records only land in windows of partitions
+//     that are still assigned.
+//   - commitLoop commits on its ticker and on requestCommit; onRevoked and
+//     Close commit too. commit reads the windows under mu, commits without
+//     it, and records the result under mu again, so a commit never blocks
+//     ReadBatch or an ack.
+//   - onAssigned, onRevoked and onLost run in franz-go's group goroutine,
+//     one at a time, never during a poll (see above).
+//   - ReadBatch and the ack functions run in Benthos's goroutines.
+//
+// Lock order: r.mu is taken before franz-go's pause lock, never after.
+// PauseFetchPartitions and ResumeFetchPartitions take only franz-go's leaf
+// locks (the paused set, the sources), and franz-go holds none of those
+// while it runs our callbacks, so calling them under r.mu cannot deadlock.
+// They are called only under r.mu, by pauseLocked and resumeLocked, together
+// with the window's paused flag: deciding and applying a pause or a resume
+// is one step, so franz-go's pause state always equals the windows' flags.
+// (Before, a resume that landed between a pause's decision and its call
+// left a partition paused for good.)
+//
+// No callback waits for an ack that cannot come: Benthos resolves every
+// ack it will ever resolve before it calls Close (a batch handed at a soft
+// stop is dropped unacked), so once Close sets leaving, onRevoked releases
+// at once and what is outstanding is delivered again by the next owner.
+
+// testHookPauseDecided, when set by a test, runs after pollLoop decided to
+// pause partitions and before it applies the pause. It runs under r.mu.
+var testHookPauseDecided func()
+
+// pollLoop fetches records into the partition windows and pauses a
+// partition whose buffer is full; ReadBatch resumes it once it drained.
 func (r *reader) pollLoop(ctx context.Context, cl *kgo.Client) {
 	defer r.loops.Done()
 	var lastErr string
@@ -25,23 +59,28 @@ func (r *reader) pollLoop(ctx context.Context, cl *kgo.Client) {
 			cl.AllowRebalance()
 			return
 		}
-		var toPause map[string][]int32
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
-			classified := result.Classify(err)
-			if classified.Action() == result.Stop {
+			classified, stops := classifyPollError(err)
+			if stops {
 				r.halt(classified)
 				return
 			}
 			if msg := classified.Error(); msg != lastErr {
 				lastErr = msg
-				r.log.Warnf("Fetching %s/%d: %v (retrying)", topic, partition, classified)
+				if classified.Code == codeGroupSessionEnded {
+					r.log.Warnf("Group %q: %v", r.conf.group, classified)
+				} else {
+					r.log.Warnf("Fetching %s/%d: %v (retrying)", topic, partition, classified)
+				}
 			}
 		})
 		now := time.Now()
 		r.mu.Lock()
+		var toPause map[string][]int32
+		var pausing []*partitionWindow
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			w, ok := r.windows[topicPartition{p.Topic, p.Partition}]
 			if !ok || len(p.Records) == 0 {
@@ -49,20 +88,79 @@ func (r *reader) pollLoop(ctx context.Context, cl *kgo.Client) {
 			}
 			w.add(p.Records, now)
 			if !w.paused && len(w.buffered) >= r.bufferLimit() {
-				w.paused = true
 				if toPause == nil {
 					toPause = map[string][]int32{}
 				}
 				toPause[p.Topic] = append(toPause[p.Topic], p.Partition)
+				pausing = append(pausing, w)
 			}
 		})
+		if toPause != nil {
+			if testHookPauseDecided != nil {
+				testHookPauseDecided()
+			}
+			r.pauseLocked(toPause, pausing...)
+		}
 		r.broadcastLocked()
 		r.mu.Unlock()
-		if toPause != nil {
-			cl.PauseFetchPartitions(toPause)
-		}
 		cl.AllowRebalance()
 	}
+}
+
+// pauseLocked pauses fetching the partitions and flags their windows, in one
+// step under r.mu.
+func (r *reader) pauseLocked(partitions map[string][]int32, windows ...*partitionWindow) {
+	for _, w := range windows {
+		w.paused = true
+	}
+	r.client.PauseFetchPartitions(partitions)
+}
+
+// resumeLocked resumes fetching the partitions and clears their windows'
+// flags, in one step under r.mu.
+func (r *reader) resumeLocked(partitions map[string][]int32, windows ...*partitionWindow) {
+	for _, w := range windows {
+		w.paused = false
+	}
+	r.client.ResumeFetchPartitions(partitions)
+}
+
+// codeGroupSessionEnded is the code of a poll error that ended the group
+// session: franz-go rejoins by itself.
+const codeGroupSessionEnded = "group_session_ended"
+
+// groupConfigErrors are the group errors that rejoining cannot fix: the
+// pipeline's settings do not fit the cluster's.
+var groupConfigErrors = []*kerr.Error{
+	kerr.InvalidSessionTimeout,
+	kerr.InvalidGroupID,
+	kerr.InconsistentGroupProtocol,
+}
+
+// classifyPollError classifies an error a poll returned, by where it came
+// from as well as by its code, and says whether it stops the input. Only
+// SECURITY and configuration errors stop it: franz-go keeps fetching and
+// rejoining by itself through everything else. kerr's Retriable flag means
+// "the same request may succeed if resent", not "the situation is
+// transient": UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION are not retriable
+// requests, yet a member whose session expired (a GC or VM pause longer
+// than session_timeout) only has to join again.
+func classifyPollError(err error) (*result.Error, bool) {
+	classified := result.Classify(err)
+	if classified.Category == result.Security {
+		return classified, true
+	}
+	if session, ok := errors.AsType[*kgo.ErrGroupSession](err); ok {
+		for _, cfg := range groupConfigErrors {
+			if errors.Is(session.Err, cfg) {
+				return result.Wrap(result.System, "group_config", err,
+					"the group refused this member's settings"), true
+			}
+		}
+		return result.Wrap(result.External, codeGroupSessionEnded, err,
+			"the group session ended; rejoining, and what was not committed is delivered again").AsTransient(), false
+	}
+	return classified, false
 }
 
 // commitLoop commits acked prefixes every commit period, and at once when a
@@ -159,7 +257,9 @@ func (r *reader) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 
 // onRevoked finishes what can be finished on the revoked partitions within
 // revoke_timeout, commits their acked prefix and releases them. What was not
-// yet handed downstream is dropped: the next owner reads it again.
+// yet handed downstream is dropped: the next owner reads it again. When the
+// input is leaving (Close), nothing outstanding will ever be acked, so it
+// does not wait at all.
 func (r *reader) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	revoking := map[topicPartition]*partitionWindow{}
 	r.mu.Lock()
@@ -173,14 +273,18 @@ func (r *reader) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 		}
 	}
 	deadline := time.Now().Add(r.conf.revokeTimeout)
-	for r.outstanding(revoking) > 0 && time.Now().Before(deadline) {
+	for !r.leaving && r.outstanding(revoking) > 0 && time.Now().Before(deadline) {
 		changed := r.changed
 		r.mu.Unlock()
 		_ = waitForChange(ctx, changed, deadline)
 		r.mu.Lock()
 	}
 	if n := r.outstanding(revoking); n > 0 {
-		r.log.Warnf("Releasing revoked partitions with %d messages still in flight after %v; their next owner delivers them again", n, r.conf.revokeTimeout)
+		if r.leaving {
+			r.log.Debugf("Leaving the group with %d messages that were never handed downstream; their next owner delivers them", n)
+		} else {
+			r.log.Warnf("Releasing revoked partitions with %d messages still in flight after %v; their next owner delivers them again", n, r.conf.revokeTimeout)
+		}
 	}
 	r.mu.Unlock()
 
@@ -189,7 +293,7 @@ func (r *reader) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	if err := r.commit(commitCtx, cl, revoking); err != nil {
 		r.log.Warnf("Committing revoked partitions of group %q: %v", r.conf.group, err)
 	}
-	r.release(cl, revoking)
+	r.release(revoking)
 }
 
 // onLost releases partitions that another member may already own, without
@@ -205,29 +309,31 @@ func (r *reader) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int
 		}
 	}
 	r.mu.Unlock()
-	r.release(cl, released)
+	r.release(released)
 }
 
 // release forgets the windows of partitions this member no longer owns, and
 // resumes fetching any it had paused, so a later assignment starts clean.
-func (r *reader) release(cl *kgo.Client, windows map[topicPartition]*partitionWindow) {
+func (r *reader) release(windows map[topicPartition]*partitionWindow) {
 	paused := map[string][]int32{}
+	var pausedWindows []*partitionWindow
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for tp, w := range windows {
 		w.detached = true
 		if w.paused {
 			paused[tp.topic] = append(paused[tp.topic], tp.partition)
+			pausedWindows = append(pausedWindows, w)
 		}
 		if r.windows[tp] == w {
 			delete(r.windows, tp)
 		}
 	}
+	if len(paused) > 0 {
+		r.resumeLocked(paused, pausedWindows...)
+	}
 	r.rebuildOrderLocked()
 	r.broadcastLocked()
-	r.mu.Unlock()
-	if len(paused) > 0 {
-		cl.ResumeFetchPartitions(paused)
-	}
 }
 
 func (r *reader) outstanding(windows map[topicPartition]*partitionWindow) int {
@@ -247,14 +353,23 @@ func (r *reader) rebuildOrderLocked() {
 }
 
 // Close commits everything acked and leaves the group. Benthos calls it after
-// every pending ack has resolved.
+// every ack it will resolve has resolved, so Close waits for none: what is
+// still outstanding was dropped by Benthos unacked, and the partition's
+// next owner delivers it again. The commit is bounded by revoke_timeout, so
+// a stop with the broker down does not hang.
 func (r *reader) Close(ctx context.Context) error {
 	if r.client == nil {
 		return nil
 	}
+	r.mu.Lock()
+	r.leaving = true
+	r.broadcastLocked()
+	r.mu.Unlock()
 	r.stopLoops()
 	r.loops.Wait()
-	if err := r.commit(ctx, r.client, nil); err != nil {
+	commitCtx, cancel := context.WithTimeout(ctx, r.conf.revokeTimeout)
+	defer cancel()
+	if err := r.commit(commitCtx, r.client, nil); err != nil {
 		r.log.Warnf("Committing offsets of group %q on close: %v", r.conf.group, err)
 	}
 	r.client.CloseAllowingRebalance()

@@ -25,25 +25,35 @@ type topicPartition struct {
 // reader is the redpanda input. A poll loop buffers fetched records into one
 // partitionWindow per assigned partition; ReadBatch hands them downstream;
 // ack functions feed results back; a commit loop commits acked prefixes.
+// group_session.go holds the loops and the rebalance callbacks, and the lock
+// and ordering invariants they keep.
 type reader struct {
 	conf    readerConfig
 	log     *service.Logger
 	replays *service.MetricCounter
 
+	// mu guards the fields below it up to client, every partitionWindow,
+	// and the pause state of franz-go's fetches: a pause or resume is
+	// decided and applied under mu (see group_session.go).
 	mu      sync.Mutex
 	windows map[topicPartition]*partitionWindow
 	order   []topicPartition // round-robin order of windows
 	cursor  int
 	changed chan struct{} // closed and replaced whenever a window changes
 	fatal   error         // set when the input must stop, e.g. bad credentials
+	// leaving is set by Close: Benthos has resolved every ack it will ever
+	// resolve, so what is still outstanding is never waited for.
+	leaving bool
 
 	client       *kgo.Client
 	connectTries int
+	drainOnStop  sync.Once
 	stopLoops    context.CancelFunc
 	loops        sync.WaitGroup
 	commitNow    chan struct{}
 	// scope is shared with the other components of the stream: a fatal
-	// error in any of them ends this input.
+	// error in any of them ends this input, and the input's soft stop
+	// drains them all.
 	scope *result.Scope
 }
 
@@ -66,6 +76,10 @@ func (r *reader) Connect(ctx context.Context) error {
 	if r.client != nil {
 		return nil
 	}
+	// Benthos passes Connect and ReadBatch the context of its soft stop.
+	// When it ends, the stream drains: retry waits downstream give up, so
+	// the acks that Benthos waits for before Close come at once.
+	r.drainOnStop.Do(func() { context.AfterFunc(ctx, r.scope.Drain) })
 	cl, err := kgo.NewClient(r.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("redpanda input config: %w", err)
@@ -177,17 +191,19 @@ func (r *reader) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 			r.mu.Unlock()
 			return nil, nil, service.ErrNotConnected
 		}
+		if ctx.Err() != nil {
+			// A soft stop: Benthos would drop a batch handed now without
+			// acking it, so hand none.
+			r.mu.Unlock()
+			return nil, nil, ctx.Err()
+		}
 		now := time.Now()
 		tp, w, recs, wake := r.nextLocked(now)
 		if recs != nil {
-			resume := w.paused && len(w.buffered) < r.bufferLimit()/2
-			if resume {
-				w.paused = false
+			if w.paused && len(w.buffered) < r.bufferLimit()/2 {
+				r.resumeLocked(map[string][]int32{tp.topic: {tp.partition}}, w)
 			}
 			r.mu.Unlock()
-			if resume {
-				r.client.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
-			}
 			batch := r.batchOf(recs)
 			return batch, r.ackFunc(tp, w, recs, batch.Index()), nil
 		}
@@ -246,7 +262,9 @@ func (r *reader) nextLocked(now time.Time) (topicPartition, *partitionWindow, []
 		if recs := w.next(r.conf.batchCount, now); recs != nil {
 			return tp, w, recs, time.Time{}
 		}
-		if w.used() >= r.conf.checkpointLimit/2 {
+		if len(w.replay) == 0 && len(w.buffered) > 0 && w.ackedUncommitted() > 0 {
+			// The window declined buffered records for lack of room, and
+			// a commit makes room: commit now, not at the next tick.
 			r.requestCommit()
 		}
 	}
