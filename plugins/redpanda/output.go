@@ -37,6 +37,11 @@ const (
 	produceBackoffMax  = 5 * time.Second
 )
 
+// drainGrace is how long a write in flight when the stream drains may still
+// take to be answered before its unanswered records are given up. A healthy
+// broker answers in milliseconds; an unreachable one never does.
+const drainGrace = 500 * time.Millisecond
+
 // errStopping is what a write returns once the stream drains: the messages
 // are left unacknowledged, so an input with offsets does not commit them.
 // It is transient, so that no caller dead-letters a message for it.
@@ -352,7 +357,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			case classified.Action() == result.Stop:
 				stopErr = classified
 				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
-			case classified.Action() == result.Retry && ctx.Err() == nil && !w.scope.IsDraining():
+			case classified.Action() == result.Retry && ctx.Err() == nil:
 				retry = append(retry, i)
 				lastErr = classified
 			default:
@@ -368,6 +373,13 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			break
 		}
 		if len(pending) == 0 {
+			break
+		}
+		if w.scope.IsDraining() {
+			stopErr = errStopping
+			if !errors.Is(lastErr, errStopping) {
+				stopErr = fmt.Errorf("%w (last error: %v)", errStopping, lastErr)
+			}
 			break
 		}
 		wait := min(produceBackoffBase<<min(attempt-1, 16), produceBackoffMax)
@@ -390,20 +402,63 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return failuresError(batch, failed)
 }
 
-// produce sends records and waits for each result, bounded by the timeout.
-// A drain of the stream ends the wait too: records not yet sent fail, and
-// records in flight complete.
+// produce sends records and waits for each result. The timeout bounds the
+// records franz-go has not sent yet; those it has sent it retries itself,
+// idempotently, until the broker answers, and produce waits for them: given
+// up and sent again, they could be written twice.
+//
+// A drain of the stream, or the end of ctx, is the exception: produce then
+// waits drainGrace more for the answers in flight, and gives up on the rest.
+// Their messages are left unacknowledged, for the input to replay; a record
+// the broker did store meanwhile is then written again, the price of
+// stopping within the drain time.
 func (w *writer) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) kgo.ProduceResults {
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	attemptCtx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-w.scope.Draining():
-			cancel()
-		case <-ctx.Done():
+	var (
+		mu      sync.Mutex
+		results = make(kgo.ProduceResults, 0, len(recs))
+		done    = make(chan struct{})
+	)
+	for _, r := range recs {
+		cl.Produce(attemptCtx, r, func(r *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			results = append(results, kgo.ProduceResult{Record: r, Err: err})
+			if len(results) == len(recs) {
+				close(done)
+			}
+		})
+	}
+	var giveUp error
+	select {
+	case <-done:
+		return results
+	case <-w.scope.Draining():
+		giveUp = errStopping
+	case <-ctx.Done():
+		giveUp = ctx.Err()
+	}
+	cancel() // fails the records not sent yet
+	grace := time.NewTimer(drainGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	answered := make(map[*kgo.Record]bool, len(results))
+	for _, res := range results {
+		answered[res.Record] = true
+	}
+	out := slices.Clone(results)
+	for _, r := range recs {
+		if !answered[r] {
+			out = append(out, kgo.ProduceResult{Record: r, Err: giveUp})
 		}
-	}()
-	return cl.ProduceSync(ctx, recs...)
+	}
+	return out
 }
 
 // learnLimits reads the record size limit of each topic of records that
@@ -572,7 +627,12 @@ func (w *writer) Close(ctx context.Context) error {
 	defer w.mu.Unlock()
 	var err error
 	if w.client != nil {
-		err = w.client.Flush(ctx)
+		// Writes wait for their records, so only records given up at a
+		// drain can be left; a flush would wait for them forever when the
+		// broker is gone. Closing fails them.
+		if !w.scope.IsDraining() {
+			err = w.client.Flush(ctx)
+		}
 		w.client.Close()
 		w.client = nil
 	}

@@ -171,3 +171,69 @@ timeout: 500ms
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, context.DeadlineExceeded), "the write ends with the pipeline's context: %v", err)
 }
+
+// A drain of the stream interrupts the output's retries: with the broker
+// gone, WriteBatch returns soon after Drain, and the messages stay
+// unacknowledged.
+func TestOutputStopsRetryingWhenTheStreamDrains(t *testing.T) {
+	const bound = time.Second
+	broker := testenv.NewBroker(t, testenv.WithDataDir(t.TempDir()), testenv.WithTopics(1, "gone"))
+	w := connectedWriter(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: gone
+timeout: 30s
+`, broker.SeedList()))
+	// After a first write the producer has its ID, and franz-go holds on to
+	// records for a broker that went away instead of failing them.
+	require.NoError(t, w.WriteBatch(context.Background(), service.MessageBatch{message("first", nil)}))
+	broker.Stop(t)
+
+	done := make(chan error, 1)
+	go func() { done <- w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil), message("y", nil)}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the write gave up before the drain: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	drained := time.Now()
+	w.scope.Drain()
+	select {
+	case err := <-done:
+		t.Logf("WriteBatch returned %v after Drain (bound %v)", time.Since(drained).Round(time.Microsecond), bound)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, errStopping)
+		assert.Equal(t, result.Retry, result.ActionOf(err), "a stop is no reason to dead-letter: %v", err)
+	case <-time.After(bound):
+		t.Fatalf("WriteBatch still retrying %v after Drain", bound)
+	}
+}
+
+// A drain also ends the wait between connection attempts, which Benthos's
+// own connect loop would only end at its soft stop.
+func TestOutputStopsConnectingWhenTheStreamDrains(t *testing.T) {
+	const bound = time.Second
+	conf, err := outputSpec().ParseYAML(fmt.Sprintf(`
+seed_brokers: [ "127.0.0.1:%d" ]
+topic: t
+timeout: 200ms
+`, testenv.FreePort(t)), nil)
+	require.NoError(t, err)
+	w, err := newWriterFromConfig(conf, service.MockResources())
+	require.NoError(t, err)
+	require.Error(t, w.Connect(context.Background()), "nothing listens")
+
+	done := make(chan error, 1)
+	go func() { done <- w.Connect(context.Background()) }() // waits out the backoff first
+	time.Sleep(200 * time.Millisecond)
+	drained := time.Now()
+	w.scope.Drain()
+	select {
+	case err := <-done:
+		t.Logf("Connect returned after %v (bound %v)", time.Since(drained).Round(time.Microsecond), bound)
+		require.NoError(t, err, "a draining output connects no more")
+	case <-time.After(bound):
+		t.Fatalf("Connect still waiting %v after Drain", bound)
+	}
+	err = w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil)})
+	assert.ErrorIs(t, err, errStopping, "what still arrives is refused, not written")
+}
