@@ -189,7 +189,9 @@ timeout: 30s
 	broker.Stop(t)
 
 	done := make(chan error, 1)
-	go func() { done <- w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil), message("y", nil)}) }()
+	go func() {
+		done <- w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil), message("y", nil)})
+	}()
 	select {
 	case err := <-done:
 		t.Fatalf("the write gave up before the drain: %v", err)
