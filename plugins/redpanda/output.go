@@ -329,7 +329,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			indexOf[records[i]] = i
 		}
 		// Results arrive in completion order, not in the order sent.
-		var retry []int
+		var retry, resend []int // resend: shrunk dead letters, sent again at once
 		var lastErr error
 		for _, res := range w.produce(ctx, cl, toSend) {
 			if res.Err == nil {
@@ -345,8 +345,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			}
 			if errors.Is(res.Err, kerr.MessageTooLarge) {
 				if isDeadLetter(batch[i]) && w.shrink(batch[i], res.Record) {
-					retry = append(retry, i)
-					lastErr = classified
+					resend = append(resend, i)
 					continue
 				}
 				classified = result.Wrap(result.Business, classified.Code, res.Err, fmt.Sprintf(
@@ -364,16 +363,16 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
 			}
 		}
-		slices.Sort(retry)
-		pending = retry
+		pending = append(retry, resend...)
+		slices.Sort(pending)
 		if stopErr != nil {
 			w.mu.Lock()
 			w.halt(result.Classify(stopErr))
 			w.mu.Unlock()
 			break
 		}
-		if len(pending) == 0 {
-			break
+		if len(retry) == 0 {
+			continue // done, or only shrunk dead letters to send again
 		}
 		if w.scope.IsDraining() {
 			stopErr = errStopping
