@@ -159,6 +159,9 @@ func (r *running) stop(timeout time.Duration) error {
 	if r.ended() {
 		return nil
 	}
+	// Draining first makes the stream's retry waits give up, so the stop
+	// takes the time of the writes in flight, not of a dependency's outage.
+	r.scope.Drain()
 	err := r.strm.StopWithin(timeout)
 	if err != nil {
 		r.cancel()

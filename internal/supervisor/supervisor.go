@@ -444,6 +444,12 @@ func (s *Supervisor) reloadOne(trigger, id, file string) (rec Record, changed bo
 	rec.Result, rec.Generation = RolledBack, 0
 	if restored, err := s.restore(old); err == nil {
 		rec.Generation = restored.generation
+		// The gap lasts until the restored stream is connected again,
+		// as rows see it; a restore that is slow to connect is the
+		// world's doing and is not waited for beyond StartTimeout.
+		if err := restored.awaitConnected(s.opts.StartTimeout); err != nil {
+			s.log.Warn("The restored stream is not ready yet", "stream", id, "error", err.Error())
+		}
 	} else {
 		s.mu.Lock()
 		if s.streams[id] == old {
@@ -470,8 +476,10 @@ func (s *Supervisor) drain(old *running, rec *Record) {
 
 // abortTimeout bounds the stop of a stream that failed to start: it never
 // became ready, so it wrote and committed little or nothing, and whatever it
-// holds uncommitted is read again by the next stream.
-const abortTimeout = 5 * time.Second
+// holds uncommitted is read again by the next stream. It is short because
+// the failed stream's consumer holds partitions until it stops: every
+// moment of it is a moment of the reload's gap.
+const abortTimeout = time.Second
 
 // startAndWait runs c and, on a reload, waits until all its inputs and
 // outputs are connected; otherwise only until its components are
