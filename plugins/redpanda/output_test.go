@@ -11,7 +11,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/testenv"
@@ -238,4 +240,41 @@ timeout: 200ms
 	}
 	err = w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil)})
 	assert.ErrorIs(t, err, errStopping, "what still arrives is refused, not written")
+}
+
+// A SECURITY error at write (here the broker refuses the topic) halts the
+// stream instead of failing the batch for a replay that can never succeed.
+func TestOutputHaltsTheStreamOnASecurityErrorAtWrite(t *testing.T) {
+	broker := testenv.NewBroker(t, testenv.WithTopics(1, "guarded"))
+	w := connectedWriter(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: guarded
+`, broker.SeedList()))
+	c := broker.Cluster()
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		produce := req.(*kmsg.ProduceRequest)
+		resp := produce.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range produce.Topics {
+			topic := kmsg.NewProduceResponseTopic()
+			topic.Topic, topic.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewProduceResponseTopicPartition()
+				p.Partition = rp.Partition
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				topic.Partitions = append(topic.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, topic)
+		}
+		return resp, nil, true
+	})
+
+	err := w.WriteBatch(context.Background(), service.MessageBatch{message("x", nil)})
+	require.Error(t, err)
+	assert.Equal(t, result.Security, result.CategoryOf(err), "%v", err)
+	halted := w.scope.Halted()
+	require.Error(t, halted, "the stream halts")
+	assert.ErrorContains(t, halted, "TOPIC_AUTHORIZATION_FAILED")
+	err = w.WriteBatch(context.Background(), service.MessageBatch{message("y", nil)})
+	assert.ErrorIs(t, err, halted, "a halted output writes nothing more")
 }
