@@ -38,19 +38,25 @@ func newMetrics(m *service.Metrics) metrics {
 	}
 }
 
-// record counts one batch. The row counters are the database's own figures
-// (pathStats), so that they add up to what the table holds: every message
-// of a batch is counted once, as a row inserted, a row updated, a conflict
-// skipped or a dead letter.
+// record counts one batch written, and its rows (see rows).
 func (m metrics) record(stats pathStats, took time.Duration) {
 	m.batches.Incr(1)
+	m.rows(stats)
+	m.fastBatches.Incr(int64(stats.fastBatches))
+	m.stagedBatches.Incr(int64(stats.stagedBatches))
+	m.writeDuration.Timing(took.Nanoseconds())
+}
+
+// rows counts rows as the database reported them (pathStats), so that the
+// counters add up to what the table holds: every message is counted once,
+// as a row inserted, a row updated, a conflict skipped or a dead letter. A
+// batch that gives up counts the rows it wrote before; its replay counts
+// them again, as conflicts.
+func (m metrics) rows(stats pathStats) {
 	m.rowsInserted.Incr(stats.inserted)
 	m.rowsUpdated.Incr(stats.updated)
 	m.rowsWritten.Incr(stats.inserted + stats.updated)
-	m.fastBatches.Incr(int64(stats.fastBatches))
-	m.stagedBatches.Incr(int64(stats.stagedBatches))
 	m.conflicts.Incr(stats.conflicts)
-	m.writeDuration.Timing(took.Nanoseconds())
 }
 
 // latencySampleEvery is how often a written message's latency is sampled.

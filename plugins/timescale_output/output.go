@@ -53,12 +53,12 @@ Each message becomes one row. Rows come either from a built-in decoder of qiflow
 
 ### Writes
 
-A batch goes in with one binary COPY. When it meets an existing key it is written through a staged path in one transaction: COPY into a per-connection temporary table, then `+"`INSERT … SELECT … ON CONFLICT`"+`. After a conflict the next batches take the staged path directly until they stop meeting conflicts. Duplicates inside a batch are resolved before the write: the first wins with `+"`do_nothing`"+`, the last with `+"`do_update`"+`. A replayed batch therefore adds no rows.
+A batch goes in with one binary COPY. When it meets an existing key it is written through a staged path in one transaction: COPY into a per-connection temporary table, then `+"`INSERT … SELECT … ON CONFLICT`"+`. After a conflict the next batches take the staged path directly until they stop meeting conflicts. Duplicates inside a batch are resolved before the write, on keys compared as their columns store them: the first valid message wins with `+"`do_nothing`"+`, the last valid one with `+"`do_update`"+` (when the database rejects the row written for a key, the next duplicate is tried). A replayed batch therefore adds no rows. Rows are written in key order, so concurrent batches do not deadlock.
 
 ### Errors
 
-- Transient failures (connection loss, SQLSTATE 08xxx, 40001, 40P01, 53xxx, 57P0x) are retried here with capped exponential backoff until they succeed or the pipeline stops; such messages are never dead-lettered.
-- A message that cannot be decoded or validated, or a row the database rejects (22xxx, 23xxx), fails alone: the batch is split until the bad rows are isolated, the good rows are written, and each bad message goes to `+"`dead_letter`"+` with headers `+"`qiflow-error-category`, `qiflow-error-code`, `qiflow-error`, `qiflow-source-topic`, `qiflow-source-partition` and `qiflow-source-offset`"+`. Without `+"`dead_letter`"+` the failures are returned per message, for a `+"`fallback`"+` output to handle.
+- Transient failures (connection loss, SQLSTATE 08xxx, 40001, 40P01, 53xxx, 57P0x) are retried here with capped exponential backoff until they succeed or the stream stops (a stop interrupts the wait; the messages are replayed); such messages are never dead-lettered. An unknown SQLSTATE is retried 5 times, then treated as the fault of the rows that cause it.
+- A message that cannot be decoded or validated, or a row the database rejects (21000, 22xxx, 23xxx, P0xxx), fails alone: the batch is split until the bad rows are isolated, the good rows are written, and each bad message goes to `+"`dead_letter`"+` with headers `+"`qiflow-error-category`, `qiflow-error-code`, `qiflow-error`, `qiflow-source-topic`, `qiflow-source-partition` and `qiflow-source-offset`"+`. Without `+"`dead_letter`"+` the failures are returned per message, for a `+"`fallback`"+` output to handle.
 - Rejected credentials, missing privileges and configuration errors (unknown table or column) stop the pipeline with one clear error.`).
 		Fields(
 			service.NewStringField(fieldDSN).
@@ -84,7 +84,7 @@ root.last_updated = this.lastUpdated`).
 				Description("Columns to write. Columns not listed keep their database defaults. Defaults to the decoder's columns with `format`, and to every column without a default with `mapping`.").
 				Optional(),
 			service.NewStringEnumField(fieldConflict, string(conflictError), string(conflictDoNothing), string(conflictDoUpdate)).
-				Description("What a row whose key already exists does: `do_nothing` keeps the stored row (a replay adds nothing), `do_update` overwrites it (last write wins, also within a batch), `error` dead-letters the new row.").
+				Description("What a row whose key already exists does: `do_nothing` keeps the stored row (a replay adds nothing), `do_update` overwrites it (last write wins, also within a batch: the last the database accepts), `error` dead-letters the new row.").
 				Default(string(conflictDoNothing)),
 			service.NewStringListField(fieldConflictColumns).
 				Description("The key that identifies a row. Defaults to the table's primary key.").
@@ -513,6 +513,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		classified := result.Classify(err)
 		if classified.Action() == result.Stop {
 			o.stop(result.Wrap(classified.Category, classified.Code, err, "write "+o.conf.table.Sanitize()))
+			o.metrics.rows(stats) // what was written before is in the table
 			return err
 		}
 		if result.UnknownSQLSTATE(err) {
@@ -527,6 +528,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		o.metrics.retries.Incr(1)
 		o.log.Warnf("Retrying %d rows for %s in %v: %v", len(pending), o.conf.table.Sanitize(), wait, err)
 		if werr := o.wait(ctx, wait); werr != nil {
+			o.metrics.rows(stats)
 			return fmt.Errorf("write %s: gave up on %d rows: %w (last error: %v)", o.conf.table.Sanitize(), len(pending), werr, err)
 		}
 	}
