@@ -60,7 +60,7 @@ For each message the router reads the exchange id (a field, or a Bloblang mappin
 
 With the `+"`partition`"+` strategy, every exchange owns a stable share of the topic's partitions, chosen by rendezvous hashing of the exchange and the partition; a jump hash of the symbol picks one partition of that share. All messages of one exchange and symbol therefore go to one partition, in order, and adding an exchange moves nothing of the others. With the `+"`topic`"+` strategy, each exchange has its own topic, from a template, and the symbol picks the partition.
 
-The partition count comes from `+"`partitions`"+`; it must match the topic (`+"`qiflow topics status`"+` shows it).
+The partition count comes from `+"`partitions`"+`; it must match the topic (`+"`qiflow topics status`"+` shows it). A message routed to a partition the topic does not have fails in the `+"`redpanda`"+` output with the BUSINESS error `+"`invalid_partition`"+`; give that output a `+"`dead_letter`"+` so that such messages are dead-lettered once and the rest of their batch is written once.
 
 A message without an exchange id, with one that is not a string, or, under the `+"`reject`"+` policy, with an unknown one fails with a BUSINESS error. The router then also sets the dead-letter headers `+"`qiflow-error-category`, `qiflow-error-code` and `qiflow-error`"+` as metadata, so that a `+"`switch`"+` output with `+"`check: errored()`"+` can send it to `+"`@"+MetaDeadLetterTopic+"`"+`.
 
@@ -89,7 +89,7 @@ The router reads only the fields it needs and does not validate the rest of the 
 				Example("crypto-prices").
 				Example("crypto-prices.{exchange}"),
 			service.NewIntField(erFieldPartitions).
-				Description("Partition count of the topic (of each topic, with the `topic` strategy). It must match the cluster: a partition the topic does not have fails in the output.").
+				Description("Partition count of the topic (of each topic, with the `topic` strategy). It must match the cluster: a partition the topic does not have fails in the `redpanda` output with the BUSINESS error `invalid_partition`, which its `dead_letter` takes.").
 				Example(12).
 				LintRule(`root = if this < 1 { [ "partitions must be at least 1" ] }`),
 			service.NewIntField(erFieldShare).
