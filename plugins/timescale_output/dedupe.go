@@ -129,16 +129,18 @@ func sortByKey(rows []row) {
 	}
 }
 
-// rowKey renders the key values of a row as one comparable string.
+// rowKey renders the key values of a row as one comparable string, with
+// one allocation for the usual key.
 func rowKey(values []any, key []keyPart) string {
-	var b strings.Builder
+	var buf [96]byte
+	b := buf[:0]
 	for _, k := range key {
-		writeKeyPart(&b, k.col, values[k.idx])
+		b = appendKeyPart(b, k.col, values[k.idx])
 	}
-	return b.String()
+	return string(b)
 }
 
-// writeKeyPart renders one key value so that values the column stores as
+// appendKeyPart renders one key value so that values the column stores as
 // one render equally, and others differently. The encoded Go value is not
 // yet what PostgreSQL stores:
 //   - timestamptz keeps microseconds, and pgx truncates the nanoseconds;
@@ -148,10 +150,10 @@ func rowKey(values []any, key []keyPart) string {
 //   - numeric ignores trailing zeros (1.0 = 1.00);
 //   - float8 has -0 = 0, float4 keeps float32 precision, NaN = NaN;
 //   - uuid ignores case, hyphens and braces.
-func writeKeyPart(b *strings.Builder, col column, v any) {
+func appendKeyPart(b []byte, col column, v any) []byte {
 	switch x := v.(type) {
 	case nil:
-		b.WriteString("\x01")
+		b = append(b, 1)
 	case string:
 		switch col.typeOID {
 		case oidBPChar:
@@ -164,7 +166,7 @@ func writeKeyPart(b *strings.Builder, col column, v any) {
 				return r
 			}, strings.ToLower(x))
 		}
-		b.WriteString(x)
+		b = append(b, x...)
 	case time.Time:
 		switch col.typeOID {
 		case oidTimestamp:
@@ -172,41 +174,40 @@ func writeKeyPart(b *strings.Builder, col column, v any) {
 		case oidDate:
 			x = time.Date(x.Year(), x.Month(), x.Day(), 0, 0, 0, 0, time.UTC)
 		}
-		b.WriteString(strconv.FormatInt(x.Unix(), 10))
-		b.WriteByte('.')
-		b.WriteString(strconv.Itoa(x.Nanosecond() / 1000))
+		b = strconv.AppendInt(b, x.Unix(), 10)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, int64(x.Nanosecond()/1000), 10)
 	case pgtype.Numeric:
-		b.WriteString(decimal.Canonical(x))
+		b = append(b, decimal.Canonical(x)...)
 	case float64:
-		writeFloat(b, col, x)
+		b = appendFloat(b, col, x)
 	case float32: // float4 as pgx scans it back from the table
-		writeFloat(b, col, float64(x))
+		b = appendFloat(b, col, float64(x))
 	case [16]byte: // uuid as pgx scans it back from the table
-		b.WriteString(hex.EncodeToString(x[:]))
+		b = hex.AppendEncode(b, x[:])
 	case int16:
-		b.WriteString(strconv.FormatInt(int64(x), 10))
+		b = strconv.AppendInt(b, int64(x), 10)
 	case int32:
-		b.WriteString(strconv.FormatInt(int64(x), 10))
+		b = strconv.AppendInt(b, int64(x), 10)
 	case int64:
-		b.WriteString(strconv.FormatInt(x, 10))
+		b = strconv.AppendInt(b, x, 10)
 	case bool:
-		b.WriteString(strconv.FormatBool(x))
+		b = strconv.AppendBool(b, x)
 	default:
-		fmt.Fprint(b, x)
+		b = fmt.Append(b, x)
 	}
-	b.WriteByte(0)
+	return append(b, 0)
 }
 
-func writeFloat(b *strings.Builder, col column, x float64) {
+func appendFloat(b []byte, col column, x float64) []byte {
 	if col.typeOID == oidFloat4 {
 		x = float64(float32(x))
 	}
 	switch {
 	case math.IsNaN(x):
-		b.WriteString("NaN")
+		return append(b, "NaN"...)
 	case x == 0:
-		b.WriteString("0")
-	default:
-		b.WriteString(strconv.FormatFloat(x, 'g', -1, 64))
+		return append(b, '0')
 	}
+	return strconv.AppendFloat(b, x, 'g', -1, 64)
 }
