@@ -177,3 +177,49 @@ func headers(hs []kgo.RecordHeader) map[string]string {
 	}
 	return m
 }
+
+// SIGTERM while the output's broker is unreachable: the stop interrupts the
+// output's retries, qiflow exits within the bound, and what was not written
+// is not committed, so the next run writes it.
+func TestStopWithTheOutputsBrokerDownExitsPromptly(t *testing.T) {
+	const bound = 3 * time.Second
+	source := testenv.NewBroker(t, testenv.WithTopics(1, "in"))
+	sink := testenv.NewBroker(t, testenv.WithDataDir(t.TempDir()), testenv.WithTopics(1, "out"))
+	config := fmt.Sprintf(`
+input:
+  redpanda:
+    seed_brokers: [ %q ]
+    topics: [ in ]
+    consumer_group: g
+    commit_period: 100ms
+output:
+  redpanda:
+    seed_brokers: [ %q ]
+    topic: out
+    timeout: 2s
+`, source.SeedList(), sink.SeedList())
+	proc := runQiflow(t, config)
+	source.Produce(t, "in", &kgo.Record{Value: []byte("first")})
+	source.WaitForCommit(t, "g", "in", 30*time.Second, proc.Output)
+	sink.Stop(t)
+	source.Produce(t, "in", &kgo.Record{Value: []byte("second")})
+	time.Sleep(2 * time.Second) // the output holds "second", in flight to the broker that went away
+	require.Equal(t, map[int32]int64{0: 1}, source.CommittedOffsets(t, "g", "in"))
+
+	stopped := time.Now()
+	require.NoError(t, proc.Signal(syscall.SIGTERM))
+	code := waitExit(t, proc, "SIGTERM with the output's broker down", stopped, bound)
+	assert.Equal(t, 0, code, "%s", proc.Output())
+	assert.Equal(t, map[int32]int64{0: 1}, source.CommittedOffsets(t, "g", "in"), "the unwritten message is not committed")
+
+	sink.Start(t)
+	proc = runQiflow(t, config)
+	source.WaitForCommit(t, "g", "in", 30*time.Second, proc.Output)
+	require.NoError(t, proc.Signal(syscall.SIGTERM))
+	waitExit(t, proc, "SIGTERM after the replay", time.Now(), 10*time.Second)
+	var values []string
+	for _, r := range sink.ConsumeAll(t, "out") {
+		values = append(values, string(r.Value))
+	}
+	assert.Equal(t, []string{"first", "second"}, values, "the replay writes the message once")
+}
