@@ -47,7 +47,9 @@ func TestCountersSayHowManyRowsWereInsertedAndHowManyConflictsSkipped(t *testing
 	for _, tt := range tests {
 		t.Run(tt.conflict, func(t *testing.T) {
 			dsn := database(t)
-			prefix := "counters_" + tt.conflict
+			// The registry is the process's: a prefix of its own keeps this
+			// run's counters apart (go test -count=N).
+			prefix := fmt.Sprintf("counters_%s_%d", tt.conflict, time.Now().UnixNano())
 			b := service.NewStreamBuilder()
 			require.NoError(t, b.SetMetricsYAML(fmt.Sprintf("prometheus: { prefix: %s, add_process_metrics: false, add_go_metrics: false }", prefix)))
 			require.NoError(t, b.SetLoggerYAML("level: warn"))
