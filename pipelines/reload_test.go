@@ -171,6 +171,15 @@ func TestReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	broker := newBroker(t)
 	dsn := withTables(t, testenv.Database(t))
 	w := runWatched(t, env(broker, dsn), "prices.yaml")
+	// The first start is not a reload: watch /ready from when it is up.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + w.http + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "the first stream never became ready:\n%s", w.Output())
 	ready := watchReady(w.http)
 
 	var records []reloadRecord
@@ -197,7 +206,7 @@ func TestReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"), "a reload dead-letters nothing")
 
 	for i, rec := range records {
-		t.Logf("reload %2d %-11s generation %d drain %.3fs gap %.3fs", i, rec.Result, rec.Generation, rec.DrainSeconds, rec.GapSeconds)
+		t.Logf("reload %2d %-11s at %s generation %d drain %.3fs gap %.3fs", i, rec.Result, rec.At.Format("15:04:05.000"), rec.Generation, rec.DrainSeconds, rec.GapSeconds)
 	}
 	generation := 1
 	for i, rec := range records {
