@@ -248,3 +248,29 @@ func TestPricesAfterSIGKILLEqualTheUniqueMessages(t *testing.T) {
 	assert.Equal(t, unique, rowCount(t, dsn, "crypto_prices"))
 	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"))
 }
+
+func TestMetricsCountRowsInsertedAndConflictsSkippedAsTheTableHasThem(t *testing.T) {
+	const n = 20_000
+	broker := newBroker(t)
+	dsn := withTables(t, testenv.Database(t))
+	// Every 50th message repeats an earlier one, as a producer retry would.
+	broker.ProduceN(t, "crypto-prices", n, func(i int) *kgo.Record {
+		if i%50 == 49 {
+			return &kgo.Record{Value: priceMessage(i - 13)}
+		}
+		return &kgo.Record{Value: priceMessage(i)}
+	})
+	resends := n / 50
+
+	proc := qiflow(t, env(broker, dsn), "run", "prices.yaml")
+	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 90*time.Second, proc)
+	inserted := proc.metric(t, "timescale_rows_inserted")
+	skipped := proc.metric(t, "timescale_conflicts_skipped")
+	stop(t, proc)
+	rows := rowCount(t, dsn, "crypto_prices")
+	t.Logf("count(*) %d, rows_inserted %.0f, conflicts_skipped %.0f, resends %d", rows, inserted, skipped, resends)
+
+	assert.Equal(t, n-resends, rows)
+	assert.Equal(t, float64(rows), inserted, "rows inserted is what the table holds")
+	assert.Equal(t, float64(resends), skipped, "every resend is one conflict skipped")
+}
