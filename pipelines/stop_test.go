@@ -96,7 +96,7 @@ func TestStopWithTheBrokerDownExitsWithinTheDrain(t *testing.T) {
 	took, code := stopTimed(t, proc)
 
 	assert.Equal(t, 0, code, "SIGTERM stops qiflow cleanly:\n%s", proc.Output())
-	assert.Less(t, took, 12*time.Second, "a stop waits at most revoke_timeout (10s) for the final commit")
+	assert.Less(t, took, 3*time.Second, "a stop does not wait out the broker's absence")
 	broker.Start(t)
 	assert.Equal(t, n, finishAndCount(t, broker, dsn), "every message is one row after the restart")
 }

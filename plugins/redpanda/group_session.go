@@ -163,6 +163,10 @@ func classifyPollError(err error) (*result.Error, bool) {
 	return classified, false
 }
 
+// commitRetryWait is the longest wait after a refused commit before the next
+// attempt.
+const commitRetryWait = time.Second
+
 // commitLoop commits acked prefixes every commit period, and at once when a
 // partition's window fills with acked messages.
 func (r *reader) commitLoop(ctx context.Context, cl *kgo.Client) {
@@ -177,7 +181,19 @@ func (r *reader) commitLoop(ctx context.Context, cl *kgo.Client) {
 		case <-r.commitNow:
 		}
 		if err := r.commit(ctx, cl, nil); err != nil && ctx.Err() == nil {
-			r.log.Warnf("Committing offsets of group %q: %v (retrying)", r.conf.group, err)
+			wait := min(r.conf.commitPeriod, commitRetryWait)
+			r.log.Warnf("Committing offsets of group %q: %v (retrying in %v)", r.conf.group, err, wait)
+			// A refused commit is retried after a wait, not at every
+			// request: a window without room asks on every wake.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			select {
+			case <-r.commitNow:
+			default:
+			}
 		}
 	}
 }
@@ -352,11 +368,16 @@ func (r *reader) rebuildOrderLocked() {
 	r.cursor = 0
 }
 
+// closeCommitTimeout bounds the final commit of Close (and revoke_timeout,
+// when shorter): a stop with the broker unreachable must not hang on it.
+// What it fails to commit is delivered again, idempotently.
+const closeCommitTimeout = 2 * time.Second
+
 // Close commits everything acked and leaves the group. Benthos calls it after
 // every ack it will resolve has resolved, so Close waits for none: what is
 // still outstanding was dropped by Benthos unacked, and the partition's
-// next owner delivers it again. The commit is bounded by revoke_timeout, so
-// a stop with the broker down does not hang.
+// next owner delivers it again. The commit is bounded (closeCommitTimeout),
+// so a stop with the broker down does not hang.
 func (r *reader) Close(ctx context.Context) error {
 	if r.client == nil {
 		return nil
@@ -367,7 +388,7 @@ func (r *reader) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	r.stopLoops()
 	r.loops.Wait()
-	commitCtx, cancel := context.WithTimeout(ctx, r.conf.revokeTimeout)
+	commitCtx, cancel := context.WithTimeout(ctx, min(r.conf.revokeTimeout, closeCommitTimeout))
 	defer cancel()
 	if err := r.commit(commitCtx, r.client, nil); err != nil {
 		r.log.Warnf("Committing offsets of group %q on close: %v", r.conf.group, err)

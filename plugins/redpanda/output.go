@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -141,8 +142,11 @@ type writer struct {
 	deadLetters *service.MetricCounter
 	truncated   *service.MetricCounter
 	scope       *result.Scope
-	explicit    *explicitPartitioner
-	limits      *recordLimits
+	// abandoned is set once produce gave up on a record franz-go still
+	// holds: Close must not flush, which would wait for it forever.
+	abandoned atomic.Bool
+	explicit  *explicitPartitioner
+	limits    *recordLimits
 
 	mu           sync.RWMutex
 	client       *kgo.Client
@@ -319,6 +323,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	w.learnLimits(ctx, cl, records)
 
 	var stopErr error // a Stop-action error, or why the retries gave up
+	var gaveUp error  // set when ctx ended with messages still retriable: they are replayed, never dead-lettered
 	for attempt := 1; len(pending) > 0; attempt++ {
 		toSend := make([]*kgo.Record, len(pending))
 		indexOf := make(map[*kgo.Record]int, len(pending))
@@ -359,6 +364,12 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			case classified.Action() == result.Retry && ctx.Err() == nil:
 				retry = append(retry, i)
 				lastErr = classified
+			case classified.Action() == result.Retry:
+				// The write ended before the message could be retried:
+				// leave it unacked for the input to replay; it is no
+				// dead letter.
+				gaveUp = ctx.Err()
+				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
 			default:
 				failed[i] = fmt.Errorf("produce to %s: %w", res.Record.Topic, classified)
 			}
@@ -395,7 +406,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if len(failed) == 0 {
 		return nil
 	}
-	if w.deadLetter != nil && stopErr == nil {
+	if w.deadLetter != nil && stopErr == nil && gaveUp == nil {
 		return w.deadLetterFailures(ctx, batch, failed)
 	}
 	return failuresError(batch, failed)
@@ -455,6 +466,7 @@ func (w *writer) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record
 	for _, r := range recs {
 		if !answered[r] {
 			out = append(out, kgo.ProduceResult{Record: r, Err: giveUp})
+			w.abandoned.Store(true)
 		}
 	}
 	return out
@@ -627,9 +639,9 @@ func (w *writer) Close(ctx context.Context) error {
 	var err error
 	if w.client != nil {
 		// Writes wait for their records, so only records given up at a
-		// drain can be left; a flush would wait for them forever when the
+		// drain or at the end of a write's context can be left; a flush would wait for them forever when the
 		// broker is gone. Closing fails them.
-		if !w.scope.IsDraining() {
+		if !w.scope.IsDraining() && !w.abandoned.Load() {
 			err = w.client.Flush(ctx)
 		}
 		w.client.Close()

@@ -278,3 +278,40 @@ topic: guarded
 	err = w.WriteBatch(context.Background(), service.MessageBatch{message("y", nil)})
 	assert.ErrorIs(t, err, halted, "a halted output writes nothing more")
 }
+
+func TestAWriteWhoseContextEndsDeadLettersNothingAndCloseReturns(t *testing.T) {
+	broker := testenv.NewBroker(t, testenv.WithDataDir(t.TempDir()), testenv.WithTopics(1, "gone"))
+	letters := testenv.NewBroker(t, testenv.WithTopics(1, "gone.dlq"))
+	w := connectedWriter(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: gone
+timeout: 30s
+dead_letter:
+  redpanda:
+    seed_brokers: [ %q ]
+    topic: gone.dlq
+`, broker.SeedList(), letters.SeedList()))
+	// After a first write the producer has its ID, and franz-go holds on to
+	// records for a broker that went away: the context ends mid-produce.
+	require.NoError(t, w.WriteBatch(context.Background(), service.MessageBatch{message("first", nil)}))
+	broker.Stop(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	err := w.WriteBatch(ctx, service.MessageBatch{message("x", nil), message("y", nil)})
+	require.Error(t, err, "nothing was written")
+	assert.Equal(t, result.Retry, result.ActionOf(err), "the messages are replayed: %v", err)
+	assert.Empty(t, letters.ConsumeAll(t, "gone.dlq"), "a write that ran out of time is no dead letter")
+
+	// franz-go still holds the records given up on: a flush would wait for
+	// them forever (it did, before).
+	closed := make(chan error, 1)
+	began := time.Now()
+	go func() { closed <- w.Close(context.Background()) }()
+	select {
+	case <-closed:
+		t.Logf("Close returned in %v", time.Since(began).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for records the write gave up on")
+	}
+}
