@@ -1,8 +1,10 @@
 package result
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // halted holds the first error passed to any Scope's Halt in the process.
@@ -78,6 +80,28 @@ func (s *Scope) IsDraining() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// DrainGrace is how long a write already in flight when its stream drains
+// may still take before it is cut and its messages are left to be replayed.
+// A healthy database or broker answers in milliseconds; an unreachable one
+// never does.
+const DrainGrace = 500 * time.Millisecond
+
+// Sleep waits d, unless ctx ends or the stream drains first. It returns nil
+// after d, context.Cause(ctx) when ctx ended, and drained when the stream
+// drained: every retry wait of a stream's components goes through it.
+func (s *Scope) Sleep(ctx context.Context, d time.Duration, drained error) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-s.Draining():
+		return drained
 	}
 }
 

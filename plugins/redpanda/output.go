@@ -38,11 +38,6 @@ const (
 	produceBackoffMax  = 5 * time.Second
 )
 
-// drainGrace is how long a write in flight when the stream drains may still
-// take to be answered before its unanswered records are given up. A healthy
-// broker answers in milliseconds; an unreachable one never does.
-const drainGrace = 500 * time.Millisecond
-
 // errStopping is what a write returns once the stream drains: the messages
 // are left unacknowledged, so an input with offsets does not commit them.
 // It is transient, so that no caller dead-letters a message for it.
@@ -223,7 +218,7 @@ func (w *writer) Connect(ctx context.Context) error {
 		return nil
 	}
 	if w.connectTries > 0 {
-		if err := w.sleep(ctx, connectBackoff(w.connectTries)); err != nil {
+		if err := w.scope.Sleep(ctx, connectBackoff(w.connectTries), errStopping); err != nil {
 			if errors.Is(err, errStopping) {
 				return nil
 			}
@@ -272,21 +267,6 @@ func (w *writer) halt(err *result.Error) {
 		w.log.Errorf("Stopping the redpanda output (%s): %v", err.Category, err)
 	}
 	w.scope.Halt(err)
-}
-
-// sleep waits d, or returns ctx's error when ctx ends first and errStopping
-// when the stream drains first.
-func (w *writer) sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-w.scope.Draining():
-		return errStopping
-	}
 }
 
 // WriteBatch produces the batch and returns once every message is stored or
@@ -395,7 +375,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		wait := min(produceBackoffBase<<min(attempt-1, 16), produceBackoffMax)
 		w.retries.Incr(int64(len(pending)))
 		w.log.Warnf("Retrying %d messages in %v: %v", len(pending), wait, lastErr)
-		if err := w.sleep(ctx, wait); err != nil {
+		if err := w.scope.Sleep(ctx, wait, errStopping); err != nil {
 			stopErr = fmt.Errorf("%w (last error: %v)", err, lastErr)
 			break
 		}
@@ -418,7 +398,7 @@ func (w *writer) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 // up and sent again, they could be written twice.
 //
 // A drain of the stream, or the end of ctx, is the exception: produce then
-// waits drainGrace more for the answers in flight, and gives up on the rest.
+// waits result.DrainGrace more for the answers in flight, and gives up on the rest.
 // Their messages are left unacknowledged, for the input to replay; a record
 // the broker did store meanwhile is then written again, the price of
 // stopping within the drain time.
@@ -450,7 +430,7 @@ func (w *writer) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record
 		giveUp = ctx.Err()
 	}
 	cancel() // fails the records not sent yet
-	grace := time.NewTimer(drainGrace)
+	grace := time.NewTimer(result.DrainGrace)
 	defer grace.Stop()
 	select {
 	case <-done:

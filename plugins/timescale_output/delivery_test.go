@@ -364,7 +364,7 @@ dead_letter:
 	case err := <-done:
 		took := time.Since(drained)
 		t.Logf("WriteBatch returned %v after the drain: %v", took, err)
-		assert.Less(t, took, drainGrace+500*time.Millisecond)
+		assert.Less(t, took, result.DrainGrace+500*time.Millisecond)
 		require.Error(t, err, "the messages are nacked, to be replayed")
 		assert.ErrorIs(t, err, errDraining)
 	case <-time.After(10 * time.Second):

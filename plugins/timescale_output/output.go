@@ -527,7 +527,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		wait := backoff(retries, o.conf.retryInitial, o.conf.retryMax)
 		o.metrics.retries.Incr(1)
 		o.log.Warnf("Retrying %d rows for %s in %v: %v", len(pending), o.conf.table.Sanitize(), wait, err)
-		if werr := o.wait(ctx, wait); werr != nil {
+		if werr := o.scope.Sleep(ctx, wait, errDraining); werr != nil {
 			o.metrics.rows(stats)
 			return fmt.Errorf("write %s: gave up on %d rows: %w (last error: %v)", o.conf.table.Sanitize(), len(pending), werr, err)
 		}
@@ -541,29 +541,10 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return o.handleFailures(ctx, batch, failed)
 }
 
-// wait waits d, unless ctx ends or the stream drains first, and then says
-// why.
-func (o *output) wait(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-o.scope.Draining():
-		return errDraining
-	}
-}
-
-// drainGrace is how long a write or a dead-letter write in flight may go on
-// once the stream drains. A healthy one takes milliseconds and completes;
-// one stuck on an unreachable database or broker (a connect that hangs, an
-// owned output waiting to reconnect) is cut, and its messages are replayed.
-const drainGrace = time.Second
-
-// untilDrained returns ctx, cancelled also drainGrace after the stream
-// starts draining, and its cancel function.
+// untilDrained returns ctx, cancelled also result.DrainGrace after the stream
+// starts draining, and its cancel function. A healthy write or dead-letter
+// write completes within the grace; one stuck on an unreachable database or
+// broker is cut, and its messages are replayed.
 func (o *output) untilDrained(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
@@ -572,7 +553,7 @@ func (o *output) untilDrained(ctx context.Context) (context.Context, context.Can
 		case <-ctx.Done():
 			return
 		}
-		timer := time.NewTimer(drainGrace)
+		timer := time.NewTimer(result.DrainGrace)
 		defer timer.Stop()
 		select {
 		case <-timer.C:
@@ -683,7 +664,7 @@ func deadLetter(msg *service.Message, err error) *service.Message {
 // Benthos closes an output without a deadline, and an owned output that
 // never connected (an unreachable broker) closes only once it connects: its
 // connect loop does not watch for the close. So the dead-letter output gets
-// drainGrace to close, and is then abandoned with an error rather than
+// result.DrainGrace to close, and is then abandoned with an error rather than
 // holding up the stop; the public API has no way to stop it harder.
 func (o *output) Close(ctx context.Context) error {
 	o.mu.Lock()
@@ -695,7 +676,7 @@ func (o *output) Close(ctx context.Context) error {
 	if o.deadLetter == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, drainGrace)
+	ctx, cancel := context.WithTimeout(ctx, result.DrainGrace)
 	defer cancel()
 	if err := o.deadLetter.Close(ctx); err != nil {
 		return fmt.Errorf("close %s: %w", fieldDeadLetter, err)
