@@ -3,25 +3,43 @@ package marketdata
 import (
 	"slices"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
+	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/decimal"
 )
 
 // Kind is one message type of the wire format and the table row it becomes.
-// Decode returns the row's values in the order of Columns: time.Time,
-// string, pgtype.Numeric, int32, or nil for an absent optional field.
 type Kind struct {
 	Name    string
 	Table   string
 	Columns []string
-	decode  func(data []byte) ([]any, error)
+	decode  func(data []byte, row []datum.Datum) error
 }
 
-// Decode turns one message into a row, or a BUSINESS error that names the
-// field and the rule it breaks.
+// DecodeInto turns one message into a row of len(Columns) values, in the
+// order of Columns, or returns a BUSINESS error that names the field and
+// the rule it breaks. Text values alias data. It allocates nothing for a
+// message of the usual shape, so that a caller reusing row decodes without
+// garbage.
+func (k *Kind) DecodeInto(data []byte, row []datum.Datum) error {
+	return k.decode(data, row[:len(k.Columns)])
+}
+
+// Decode is DecodeInto for code off the hot path: the row's values as
+// time.Time, string, pgtype.Numeric, int32, or nil for an absent optional
+// field.
 func (k *Kind) Decode(data []byte) ([]any, error) {
-	return k.decode(data)
+	row := make([]datum.Datum, len(k.Columns))
+	if err := k.DecodeInto(data, row); err != nil {
+		return nil, err
+	}
+	values := make([]any, len(row))
+	for i, d := range row {
+		values[i] = d.Go()
+		if d.Kind == datum.Int {
+			values[i] = int32(d.Int) // the wire format's whole numbers are 32-bit
+		}
+	}
+	return values, nil
 }
 
 // Kinds are the three message types, by name.
@@ -65,26 +83,24 @@ const (
 	pChange7d
 )
 
-func decodePrice(data []byte) ([]any, error) {
+func decodePrice(data []byte, row []datum.Datum) error {
 	var w [11]raw
 	if err := decodeObject(data, priceFields, w[:]); err != nil {
-		return nil, err
+		return err
 	}
 	d := decoder{}
-	row := []any{
-		d.timestamp("lastUpdated", w[pLastUpdated]),
-		d.text("coinId", w[pCoinID]),
-		d.text("symbol", w[pSymbol]),
-		d.exchange(w[pExchangeID]),
-		d.positive("usdPrice", w[pUSDPrice]),
-		d.optionalNumber("marketCap", w[pMarketCap]),
-		d.optionalNumber("volume24h", w[pVolume24h]),
-		d.optionalNumber("change24h", w[pChange24h]),
-		d.optionalNumber("change7d", w[pChange7d]),
-		d.text("source", w[pSource]),
-		d.text("attribution", w[pAttribution]),
-	}
-	return row, d.err
+	row[0] = d.timestamp("lastUpdated", w[pLastUpdated])
+	row[1] = d.text("coinId", w[pCoinID])
+	row[2] = d.text("symbol", w[pSymbol])
+	row[3] = d.exchange(w[pExchangeID])
+	row[4] = d.positive("usdPrice", w[pUSDPrice])
+	row[5] = d.optionalNumber("marketCap", w[pMarketCap])
+	row[6] = d.optionalNumber("volume24h", w[pVolume24h])
+	row[7] = d.optionalNumber("change24h", w[pChange24h])
+	row[8] = d.optionalNumber("change7d", w[pChange7d])
+	row[9] = d.text("source", w[pSource])
+	row[10] = d.text("attribution", w[pAttribution])
+	return d.err
 }
 
 // OHLCV is one candle of a coin on one exchange.
@@ -115,38 +131,37 @@ const (
 	oAttribution
 )
 
-func decodeOHLCV(data []byte) ([]any, error) {
+func decodeOHLCV(data []byte, row []datum.Datum) error {
 	var w [11]raw
 	if err := decodeObject(data, ohlcvFields, w[:]); err != nil {
-		return nil, err
+		return err
 	}
 	d := decoder{}
-	ts := d.timestamp("timestamp", w[oTimestamp])
-	coin := d.text("coinId", w[oCoinID])
-	exchange := d.exchange(w[oExchangeID])
-	timeframe := d.text("timeframe", w[oTimeframe])
-	open, high := d.positive("open", w[oOpen]), d.positive("high", w[oHigh])
-	low, closing := d.positive("low", w[oLow]), d.positive("close", w[oClose])
-	volume := d.number("volume", w[oVolume])
-	row := []any{ts, coin, exchange, timeframe, open, high, low, closing, volume,
-		d.text("source", w[oSource]), d.text("attribution", w[oAttribution])}
+	row[0] = d.timestamp("timestamp", w[oTimestamp])
+	row[1] = d.text("coinId", w[oCoinID])
+	row[2] = d.exchange(w[oExchangeID])
+	row[3] = d.text("timeframe", w[oTimeframe])
+	row[4], row[5] = d.positive("open", w[oOpen]), d.positive("high", w[oHigh])
+	row[6], row[7] = d.positive("low", w[oLow]), d.positive("close", w[oClose])
+	row[8] = d.number("volume", w[oVolume])
+	row[9], row[10] = d.text("source", w[oSource]), d.text("attribution", w[oAttribution])
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
-	if !slices.Contains(Timeframes, timeframe.(string)) {
-		return nil, validation("timeframe %q is not one of %v", timeframe, Timeframes)
+	if timeframe := row[3].Bytes; !slices.Contains(Timeframes, string(timeframe)) {
+		return validation("timeframe %q is not one of %v", timeframe, Timeframes)
 	}
-	o, h, l, c := open.(pgtype.Numeric), high.(pgtype.Numeric), low.(pgtype.Numeric), closing.(pgtype.Numeric)
-	if decimal.Compare(h, o) < 0 || decimal.Compare(h, c) < 0 {
-		return nil, validation("high %s is below open %s or close %s", decimal.String(h), decimal.String(o), decimal.String(c))
+	o, h, l, c, volume := row[4].Dec, row[5].Dec, row[6].Dec, row[7].Dec, row[8].Dec
+	if h.Cmp(o) < 0 || h.Cmp(c) < 0 {
+		return validation("high %s is below open %s or close %s", h, o, c)
 	}
-	if decimal.Compare(l, o) > 0 || decimal.Compare(l, c) > 0 {
-		return nil, validation("low %s is above open %s or close %s", decimal.String(l), decimal.String(o), decimal.String(c))
+	if l.Cmp(o) > 0 || l.Cmp(c) > 0 {
+		return validation("low %s is above open %s or close %s", l, o, c)
 	}
-	if decimal.Sign(volume.(pgtype.Numeric)) < 0 {
-		return nil, validation("volume must be >= 0, got %s", decimal.String(volume.(pgtype.Numeric)))
+	if volume.Sign() < 0 {
+		return validation("volume must be >= 0, got %s", volume)
 	}
-	return row, nil
+	return nil
 }
 
 // Analytics are market-wide figures, globally or for one exchange.
@@ -177,78 +192,114 @@ const (
 	aETHDominance
 )
 
-func decodeAnalytics(data []byte) ([]any, error) {
+// globalExchange is GlobalExchange as the bytes of a text datum.
+var globalExchange = []byte(GlobalExchange)
+
+func decodeAnalytics(data []byte, row []datum.Datum) error {
 	var w [11]raw
 	if err := decodeObject(data, analyticsFields, w[:]); err != nil {
-		return nil, err
+		return err
 	}
 	d := decoder{}
-	exchange := any(GlobalExchange)
+	row[0] = d.timestamp("timestamp", w[aTimestamp])
+	row[1] = datum.OfText(globalExchange)
 	if !w[aExchangeID].isNull() {
-		exchange = d.exchange(w[aExchangeID])
+		row[1] = d.exchange(w[aExchangeID])
 	}
-	row := []any{
-		d.timestamp("timestamp", w[aTimestamp]),
-		exchange,
-		d.number("totalMarketCap", w[aTotalMarketCap]),
-		d.number("totalVolume", w[aTotalVolume]),
-		d.dominance("btcDominance", w[aBTCDominance]),
-		nil,
-		d.integer("activeCryptocurrencies", w[aActiveCryptocurrencies]),
-		d.integer("markets", w[aMarkets]),
-		d.number("marketCapChange24h", w[aMarketCapChange24h]),
-		d.text("source", w[aSource]),
-		d.text("attribution", w[aAttribution]),
-	}
+	row[2] = d.number("totalMarketCap", w[aTotalMarketCap])
+	row[3] = d.number("totalVolume", w[aTotalVolume])
+	row[4] = d.dominance("btcDominance", w[aBTCDominance])
+	row[5] = datum.Datum{}
 	if !w[aETHDominance].isNull() {
 		row[5] = d.dominance("ethDominance", w[aETHDominance])
 	}
-	return row, d.err
+	row[6] = d.integer("activeCryptocurrencies", w[aActiveCryptocurrencies])
+	row[7] = d.integer("markets", w[aMarkets])
+	row[8] = d.number("marketCapChange24h", w[aMarketCapChange24h])
+	row[9] = d.text("source", w[aSource])
+	row[10] = d.text("attribution", w[aAttribution])
+	return d.err
 }
 
 // decoder decodes fields one after another and keeps the first error, so a
-// row is built in one readable expression.
+// row is filled in one readable run of assignments.
 type decoder struct{ err error }
 
-func (d *decoder) keep(v any, err error) any {
-	if err != nil && d.err == nil {
+func (d *decoder) fail(err error) datum.Datum {
+	if d.err == nil {
 		d.err = err
 	}
-	return v
+	return datum.Datum{}
 }
 
-func (d *decoder) text(field string, r raw) any { return d.keep(text(field, r)) }
+func (d *decoder) text(field string, r raw) datum.Datum {
+	s, err := text(field, r)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfText(s)
+}
 
-func (d *decoder) exchange(r raw) any {
+func (d *decoder) exchange(r raw) datum.Datum {
 	s, err := text("exchangeId", r)
 	if err != nil {
-		return d.keep(nil, err)
+		return d.fail(err)
 	}
-	return NormalizeExchange(s)
+	return datum.OfText(normalizeExchange(s))
 }
 
-func (d *decoder) timestamp(field string, r raw) any { return d.keep(timestamp(field, r)) }
+func (d *decoder) timestamp(field string, r raw) datum.Datum {
+	t, err := timestamp(field, r)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfTime(t)
+}
 
-func (d *decoder) number(field string, r raw) any { return d.keep(number(field, r)) }
+func (d *decoder) number(field string, r raw) datum.Datum {
+	n, err := number(field, r)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfDecimal(n)
+}
 
-func (d *decoder) optionalNumber(field string, r raw) any { return d.keep(optionalNumber(field, r)) }
+// optionalNumber decodes a number that may be absent or null.
+func (d *decoder) optionalNumber(field string, r raw) datum.Datum {
+	if r.isNull() {
+		return datum.Datum{}
+	}
+	return d.number(field, r)
+}
 
-func (d *decoder) integer(field string, r raw) any { return d.keep(integer(field, r)) }
+func (d *decoder) integer(field string, r raw) datum.Datum {
+	v, err := integer(field, r)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfInt(v)
+}
 
-func (d *decoder) positive(field string, r raw) any {
+func (d *decoder) positive(field string, r raw) datum.Datum {
 	n, err := number(field, r)
 	if err == nil {
 		err = positive(field, n)
 	}
-	return d.keep(n, err)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfDecimal(n)
 }
 
-var hundred, _ = decimal.Parse("100")
+var hundred = decimal.FromInt64(100)
 
-func (d *decoder) dominance(field string, r raw) any {
+func (d *decoder) dominance(field string, r raw) datum.Datum {
 	n, err := number(field, r)
-	if err == nil && (decimal.Sign(n) < 0 || decimal.Compare(n, hundred) > 0) {
-		err = validation("%s must be in [0, 100], got %s", field, decimal.String(n))
+	if err == nil && (n.Sign() < 0 || n.Cmp(hundred) > 0) {
+		err = validation("%s must be in [0, 100], got %s", field, n)
 	}
-	return d.keep(n, err)
+	if err != nil {
+		return d.fail(err)
+	}
+	return datum.OfDecimal(n)
 }

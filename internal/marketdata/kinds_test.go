@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qicore/qiflow/internal/datum"
+
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,4 +93,18 @@ func TestValidCandle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1h", row[3])
 	assert.Equal(t, "12", str(row[5]))
+}
+
+func TestDecodingAPriceIntoARowAllocatesNothing(t *testing.T) {
+	msg := []byte(`{"coinId":"bitcoin","symbol":"BTC","exchangeId":"binance","usdPrice":"67234.12345678","marketCap":1320000000000.5,
+		"volume24h":"28000000000.25","change24h":"-1.2345","change7d":"3.5","lastUpdated":1764158400000,"source":"coingecko","attribution":"CoinGecko"}`)
+	row := make([]datum.Datum, len(Price.Columns))
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := Price.DecodeInto(msg, row); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs, "the hot path decodes straight into the reused row")
+	assert.Equal(t, "67234.12345678", row[4].Dec.String())
+	assert.Equal(t, "binance", row[3].String())
 }

@@ -10,11 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgtype"
+	"unicode/utf8"
 
 	"github.com/qicore/qiflow/internal/decimal"
 	"github.com/qicore/qiflow/internal/result"
@@ -44,20 +42,21 @@ func decodeObject(data []byte, fields []string, out []raw) error {
 	return nil
 }
 
-// unquote returns the text of a JSON string value.
-func unquote(r raw) (string, bool) {
+// unquote returns the text of a JSON string value. It aliases r unless the
+// string holds escapes.
+func unquote(r raw) ([]byte, bool) {
 	if len(r) < 2 || r[0] != '"' {
-		return "", false
+		return nil, false
 	}
 	body := r[1 : len(r)-1]
 	if bytes.IndexByte(body, '\\') < 0 {
-		return string(body), true
+		return body, true
 	}
 	var s string
 	if json.Unmarshal(r, &s) != nil {
-		return "", false
+		return nil, false
 	}
-	return s, true
+	return []byte(s), true
 }
 
 func missing(field string) error {
@@ -75,60 +74,52 @@ func abbreviate(r raw) string {
 	return string(r)
 }
 
-// text decodes a required, non-empty JSON string.
-func text(field string, r raw) (string, error) {
+// text decodes a required, non-empty JSON string, trimmed of white space.
+func text(field string, r raw) ([]byte, error) {
 	if r.isNull() {
-		return "", missing(field)
+		return nil, missing(field)
 	}
 	s, ok := unquote(r)
 	if !ok {
-		return "", invalid(field, r, "not a string")
+		return nil, invalid(field, r, "not a string")
 	}
-	if s = strings.TrimSpace(s); s == "" {
-		return "", invalid(field, r, "empty")
+	if s = bytes.TrimSpace(s); len(s) == 0 {
+		return nil, invalid(field, r, "empty")
 	}
 	return s, nil
 }
 
 // number decodes a required JSON number or decimal string exactly.
-func number(field string, r raw) (pgtype.Numeric, error) {
+func number(field string, r raw) (decimal.Decimal, error) {
 	if r.isNull() {
-		return pgtype.Numeric{}, missing(field)
+		return decimal.Decimal{}, missing(field)
 	}
-	lit := string(r)
+	lit := []byte(r)
 	if r[0] == '"' {
 		s, ok := unquote(r)
 		if !ok {
-			return pgtype.Numeric{}, invalid(field, r, "not a decimal")
+			return decimal.Decimal{}, invalid(field, r, "not a decimal")
 		}
-		lit = strings.TrimSpace(s)
+		lit = bytes.TrimSpace(s)
 	}
-	n, err := decimal.Parse(lit)
+	n, err := decimal.ParseBytes(lit)
 	if err != nil {
-		return pgtype.Numeric{}, invalid(field, r, "not a decimal")
+		return decimal.Decimal{}, invalid(field, r, "not a decimal")
 	}
 	return n, nil
 }
 
-// optionalNumber decodes a number that may be absent or null.
-func optionalNumber(field string, r raw) (any, error) {
-	if r.isNull() {
-		return nil, nil
-	}
-	return number(field, r)
-}
-
 // integer decodes a required whole number that fits an int32.
-func integer(field string, r raw) (int32, error) {
+func integer(field string, r raw) (int64, error) {
 	n, err := number(field, r)
 	if err != nil {
 		return 0, err
 	}
-	v, ok := decimal.Int64(n)
+	v, ok := n.Int64()
 	if !ok || v < math.MinInt32 || v > math.MaxInt32 {
 		return 0, invalid(field, r, "not a 32-bit whole number")
 	}
-	return int32(v), nil
+	return v, nil
 }
 
 // timestamp decodes an RFC 3339 string or integer epoch milliseconds.
@@ -141,17 +132,41 @@ func timestamp(field string, r raw) (time.Time, error) {
 		if !ok {
 			return time.Time{}, invalid(field, r, "not a timestamp")
 		}
-		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+		t, err := time.Parse(time.RFC3339Nano, string(bytes.TrimSpace(s)))
 		if err != nil {
 			return time.Time{}, invalid(field, r, "not an RFC 3339 timestamp")
 		}
 		return t.UTC(), nil
 	}
-	ms, err := strconv.ParseInt(string(r), 10, 64)
-	if err != nil {
+	ms, ok := epochMillis(r)
+	if !ok {
 		return time.Time{}, invalid(field, r, "neither RFC 3339 nor integer epoch milliseconds")
 	}
 	return time.UnixMilli(ms).UTC(), nil
+}
+
+// epochMillis parses an optionally negative integer, as
+// strconv.ParseInt(string(r), 10, 64) would, without allocating.
+func epochMillis(r raw) (int64, bool) {
+	i, neg := 0, false
+	if len(r) > 0 && r[0] == '-' {
+		neg, i = true, 1
+	}
+	if i == len(r) || len(r)-i > 18 { // 18 digits: no overflow, and past year 30,000,000
+		return 0, false
+	}
+	var v int64
+	for ; i < len(r); i++ {
+		c := r[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // NormalizeExchange is the ingest side's normalisation of an exchange id:
@@ -161,13 +176,24 @@ func NormalizeExchange(id string) string {
 	return strings.ToLower(strings.TrimSpace(id))
 }
 
+// normalizeExchange is NormalizeExchange for a trimmed id in bytes: it
+// returns id itself when it is lower case already, as ids almost always are.
+func normalizeExchange(id []byte) []byte {
+	for _, c := range id {
+		if c >= 'A' && c <= 'Z' || c >= utf8.RuneSelf {
+			return []byte(strings.ToLower(string(id)))
+		}
+	}
+	return id
+}
+
 func validation(format string, args ...any) error {
 	return result.New(result.Business, CodeValidation, fmt.Sprintf(format, args...))
 }
 
-func positive(field string, n pgtype.Numeric) error {
-	if decimal.Sign(n) <= 0 {
-		return validation("%s must be > 0, got %s", field, decimal.String(n))
+func positive(field string, n decimal.Decimal) error {
+	if n.Sign() <= 0 {
+		return validation("%s must be > 0, got %s", field, n)
 	}
 	return nil
 }

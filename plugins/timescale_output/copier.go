@@ -2,6 +2,7 @@ package timescale_output
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/qicore/qiflow/internal/result"
@@ -28,29 +30,6 @@ const (
 // batch met an existing key. Replays arrive in runs, so paying for a failed
 // COPY on each of them would waste more than the conflict path costs.
 const conflictRun = 16
-
-// row is one row to write and the index of its message in the batch.
-type row struct {
-	index  int
-	values []any
-	// key is the conflict key as rowKey renders it, set by dedupe.
-	key string
-}
-
-// rowSource streams rows to CopyFrom without building a [][]any.
-type rowSource struct {
-	rows []row
-	next int
-}
-
-func (s *rowSource) Next() bool {
-	s.next++
-	return s.next <= len(s.rows)
-}
-
-func (s *rowSource) Values() ([]any, error) { return s.rows[s.next-1].values, nil }
-
-func (s *rowSource) Err() error { return nil }
 
 // pathStats counts what one write did. inserted, updated and conflicts are
 // as the database reported them: a COPY's row count, and of the rows an
@@ -72,16 +51,18 @@ type copier struct {
 	createStage string
 	stage       pgx.Identifier
 	insert      string
+	// copyTarget and copyStage are the COPY statements of the binary
+	// tuples the rows hold, into the table and into the staging table.
+	copyTarget, copyStage string
 	// upsertCounts is set when insert returns how many rows it inserted and
 	// how many it updated (do_update), rather than a plain command tag.
 	upsertCounts bool
 
-	// existing finds which keys of a batch are stored already. key is the
-	// conflict key in a row, storedKey the same columns in a row of
-	// existing's result, so that both render alike (rowKey).
-	existing  string
-	key       []keyPart
-	storedKey []keyPart
+	// existing finds which rows of a batch have keys stored already: it
+	// joins the key columns, passed as one array per column, to the table,
+	// and returns the positions in the arrays that matched.
+	existing string
+	key      []keyPart
 
 	conflictLeft atomic.Int32
 	// unlimitedLeft is how many more staged writes lift TimescaleDB's
@@ -106,10 +87,9 @@ func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, 
 		createStage: fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS, %s bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS",
 			pgx.Identifier{stageName}.Sanitize(), t.ident.Sanitize(), stageOrdinal),
 	}
-	for i, k := range key {
-		c.storedKey = append(c.storedKey, keyPart{idx: i, col: k.col})
-	}
 	quoted := quoteAll(columns)
+	c.copyTarget = fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT binary)", t.ident.Sanitize(), quoted)
+	c.copyStage = fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT binary)", c.stage.Sanitize(), quoted)
 	insert := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ORDER BY %s ON CONFLICT (%s) ",
 		t.ident.Sanitize(), quoted, quoted, c.stage.Sanitize(), stageOrdinal, quoteAll(conflictColumns))
 	var updates []string
@@ -135,8 +115,8 @@ func newCopier(pool *pgxpool.Pool, t *table, columns, conflictColumns []string, 
 	for i, k := range conflictColumns {
 		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", i+1, t.columns[k].typeName))
 	}
-	c.existing = fmt.Sprintf("SELECT %[1]s FROM unnest(%[2]s) AS u(%[1]s) JOIN %[3]s USING (%[1]s)",
-		quoteAll(conflictColumns), strings.Join(arrays, ", "), t.ident.Sanitize())
+	c.existing = fmt.Sprintf("SELECT u.%[4]s FROM unnest(%[2]s) WITH ORDINALITY AS u(%[1]s, %[4]s) JOIN %[3]s USING (%[1]s)",
+		quoteAll(conflictColumns), strings.Join(arrays, ", "), t.ident.Sanitize(), stageOrdinal)
 	return c
 }
 
@@ -249,7 +229,12 @@ type staged struct{ inserted, updated, skipped int64 }
 
 // copy writes rows with one COPY and returns how many it wrote.
 func (c *copier) copy(ctx context.Context, rows []row) (int64, error) {
-	n, err := c.pool.CopyFrom(ctx, c.target, c.columns, &rowSource{rows: rows})
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	n, err := copyRows(ctx, conn.Conn().PgConn(), c.copyTarget, rows)
 	if err != nil {
 		return 0, fmt.Errorf("copy into %s: %w", c.target.Sanitize(), err)
 	}
@@ -268,8 +253,8 @@ func (c *copier) copyNew(ctx context.Context, rows []row) (staged, error) {
 	fresh := rows
 	if len(stored) > 0 {
 		fresh = make([]row, 0, len(rows)-len(stored))
-		for _, r := range rows {
-			if !stored[r.key] {
+		for i, r := range rows {
+			if !stored[i] {
 				fresh = append(fresh, r)
 			}
 		}
@@ -292,30 +277,32 @@ func (c *copier) copyNew(ctx context.Context, rows []row) (staged, error) {
 	return w, err
 }
 
-// storedKeys returns the keys of rows that are in the table already.
-func (c *copier) storedKeys(ctx context.Context, rows []row) (map[string]bool, error) {
-	args := make([]any, len(c.storedKey))
+// storedKeys returns the rows, by position, whose keys are in the table
+// already. The key columns go as binary arrays of the fields the rows'
+// tuples hold, so nothing is encoded twice.
+func (c *copier) storedKeys(ctx context.Context, rows []row) (map[int]bool, error) {
+	params := make([][]byte, len(c.key))
+	formats := make([]int16, len(c.key))
 	for k, part := range c.key {
-		values := make([]any, len(rows))
-		for j, r := range rows {
-			values[j] = r.values[part.idx]
-		}
-		args[k] = values
+		params[k] = appendArray(nil, part.col.typeOID, rows, part.idx)
+		formats[k] = pgtype.BinaryFormatCode
 	}
-	found, err := c.pool.Query(ctx, c.existing, args...)
+	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	found := conn.Conn().PgConn().ExecParams(ctx, c.existing, params, nil, formats, []int16{pgtype.BinaryFormatCode})
+	stored := map[int]bool{}
+	for found.NextRow() {
+		if v := found.Values()[0]; len(v) == 8 {
+			stored[int(binary.BigEndian.Uint64(v))-1] = true // ordinals count from 1
+		}
+	}
+	if _, err := found.Close(); err != nil {
 		return nil, fmt.Errorf("look up existing keys in %s: %w", c.target.Sanitize(), err)
 	}
-	defer found.Close()
-	stored := map[string]bool{}
-	for found.Next() {
-		values, err := found.Values()
-		if err != nil {
-			return nil, fmt.Errorf("look up existing keys in %s: %w", c.target.Sanitize(), err)
-		}
-		stored[rowKey(values, c.storedKey)] = true
-	}
-	return stored, found.Err()
+	return stored, nil
 }
 
 // stageAndInsert copies rows into a per-connection temporary table and
@@ -365,7 +352,7 @@ func (c *copier) stageAndInsertTx(ctx context.Context, rows []row, unlimited boo
 	if _, err := tx.Exec(ctx, c.createStage); err != nil {
 		return staged{}, fmt.Errorf("create staging table: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, c.stage, c.columns, &rowSource{rows: rows}); err != nil {
+	if _, err := copyRows(ctx, tx.Conn().PgConn(), c.copyStage, rows); err != nil {
 		return staged{}, fmt.Errorf("copy into staging table for %s: %w", c.target.Sanitize(), err)
 	}
 	var w staged

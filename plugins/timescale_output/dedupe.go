@@ -1,26 +1,13 @@
 package timescale_output
 
 import (
-	"encoding/hex"
-	"fmt"
+	"bytes"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
-	"github.com/qicore/qiflow/internal/decimal"
 	"github.com/qicore/qiflow/internal/result"
 )
-
-// keyPart is one column of the conflict key: where its value sits in a row,
-// and the column, whose type says which values PostgreSQL stores as one.
-type keyPart struct {
-	idx int
-	col column
-}
 
 // candidates holds, for the row of a key that is about to be written (by
 // its message index), the other rows of the batch with the same key, in the
@@ -38,20 +25,18 @@ type candidates map[int][]row
 // skipped: with do_nothing the next in batch order (the first valid row
 // wins), with do_update the previous one (the last valid row wins).
 //
-// It returns the rows to write sorted by key (see sortByKey), each with its
-// key set, and the candidates.
-func dedupe(rows []row, key []keyPart, mode conflictMode, failed map[int]error) ([]row, candidates) {
+// It returns the rows to write sorted by key (see sortByKey), and the
+// candidates. e indexes the keys.
+func dedupe(e *encodedBatch, rows []row, key []keyPart, mode conflictMode, failed map[int]error) ([]row, candidates) {
 	if len(key) == 0 {
 		return rows, nil
 	}
 	var next candidates
-	seen := make(map[string]int, len(rows)) // key → position in out
 	out := rows[:0]
 	for _, r := range rows {
-		r.key = rowKey(r.values, key)
-		at, dup := seen[r.key]
+		at, dup := e.find(out, r.key)
 		if !dup {
-			seen[r.key] = len(out)
+			e.remember(r.key, len(out))
 			out = append(out, r)
 			continue
 		}
@@ -123,80 +108,10 @@ func skippedDuplicates(next candidates, failed map[int]error) int {
 // everywhere, and the staged path keeps it (copier.insert orders by the
 // staging table's ordinal).
 func sortByKey(rows []row) {
-	cmp := func(a, b row) int { return strings.Compare(a.key, b.key) }
+	cmp := func(a, b row) int { return bytes.Compare(a.key, b.key) }
 	if !slices.IsSortedFunc(rows, cmp) {
 		slices.SortFunc(rows, cmp)
 	}
-}
-
-// rowKey renders the key values of a row as one comparable string, with
-// one allocation for the usual key.
-func rowKey(values []any, key []keyPart) string {
-	var buf [96]byte
-	b := buf[:0]
-	for _, k := range key {
-		b = appendKeyPart(b, k.col, values[k.idx])
-	}
-	return string(b)
-}
-
-// appendKeyPart renders one key value so that values the column stores as
-// one render equally, and others differently. The encoded Go value is not
-// yet what PostgreSQL stores:
-//   - timestamptz keeps microseconds, and pgx truncates the nanoseconds;
-//   - timestamp keeps the wall clock of the value's zone (pgx drops the
-//     zone), not the instant; date keeps the wall date;
-//   - char(n) ignores trailing blanks;
-//   - numeric ignores trailing zeros (1.0 = 1.00);
-//   - float8 has -0 = 0, float4 keeps float32 precision, NaN = NaN;
-//   - uuid ignores case, hyphens and braces.
-func appendKeyPart(b []byte, col column, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		b = append(b, 1)
-	case string:
-		switch col.typeOID {
-		case oidBPChar:
-			x = strings.TrimRight(x, " ")
-		case oidUUID:
-			x = strings.Map(func(r rune) rune {
-				if r == '-' || r == '{' || r == '}' {
-					return -1
-				}
-				return r
-			}, strings.ToLower(x))
-		}
-		b = append(b, x...)
-	case time.Time:
-		switch col.typeOID {
-		case oidTimestamp:
-			x = time.Date(x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second(), x.Nanosecond(), time.UTC)
-		case oidDate:
-			x = time.Date(x.Year(), x.Month(), x.Day(), 0, 0, 0, 0, time.UTC)
-		}
-		b = strconv.AppendInt(b, x.Unix(), 10)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, int64(x.Nanosecond()/1000), 10)
-	case pgtype.Numeric:
-		b = append(b, decimal.Canonical(x)...)
-	case float64:
-		b = appendFloat(b, col, x)
-	case float32: // float4 as pgx scans it back from the table
-		b = appendFloat(b, col, float64(x))
-	case [16]byte: // uuid as pgx scans it back from the table
-		b = hex.AppendEncode(b, x[:])
-	case int16:
-		b = strconv.AppendInt(b, int64(x), 10)
-	case int32:
-		b = strconv.AppendInt(b, int64(x), 10)
-	case int64:
-		b = strconv.AppendInt(b, x, 10)
-	case bool:
-		b = strconv.AppendBool(b, x)
-	default:
-		b = fmt.Append(b, x)
-	}
-	return append(b, 0)
 }
 
 func appendFloat(b []byte, col column, x float64) []byte {

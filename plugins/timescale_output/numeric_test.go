@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/decimal"
 	"github.com/qicore/qiflow/internal/testenv"
 )
@@ -34,50 +36,70 @@ func numericCases() []string {
 
 func TestFastNumericEncodingDecodesToTheSameValue(t *testing.T) {
 	m := pgtype.NewMap()
-	registerNumericCodec(m)
 	for _, c := range numericCases() {
-		n, err := decimal.Parse(c)
+		n, err := decimal.ParseString(c)
 		require.NoError(t, err)
-		ours, err := m.Encode(pgtype.NumericOID, pgtype.BinaryFormatCode, n, nil)
+		ours, err := n.AppendBinary(nil)
 		require.NoError(t, err)
 		var back pgtype.Numeric
 		require.NoError(t, m.Scan(pgtype.NumericOID, pgtype.BinaryFormatCode, ours, &back), c)
-		assert.Equal(t, 0, decimal.Compare(n, back), "%s decoded as %s", c, decimal.String(back))
+		assert.Equal(t, 0, decimal.Compare(n.Numeric(), back), "%s decoded as %s", c, decimal.String(back))
 	}
 }
 
-func TestFastNumericEncodingRoundTripsThroughPostgreSQL(t *testing.T) {
+// TestBinaryCopyRoundTripsThroughPostgreSQL writes rows the way the output
+// does (cell, appendField, copyRows) into columns of every type it encodes
+// itself, and reads them back as text.
+func TestBinaryCopyRoundTripsThroughPostgreSQL(t *testing.T) {
 	dsn := testenv.Database(t)
 	ctx := context.Background()
-	cfg, err := pgx.ParseConfig(dsn)
-	require.NoError(t, err)
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
-	registerNumericCodec(conn.TypeMap())
-	_, err = conn.Exec(ctx, "CREATE TABLE n (i int, v numeric)")
+	_, err = conn.Exec(ctx, `CREATE TABLE n (i int4, v numeric, s int2, b int8, f4 float4, f8 float8, ok bool,
+		ts timestamptz, lts timestamp, d date, c char(4), vc varchar(8), j jsonb, js json, u uuid)`)
+	require.NoError(t, err)
+	tbl, err := loadTable(ctx, conn, pgx.Identifier{"n"})
+	require.NoError(t, err)
+	cols, err := tbl.pick(tbl.order)
 	require.NoError(t, err)
 
+	zone := time.FixedZone("UTC+2", 2*3600)
+	extra := []any{int64(-7), int64(1 << 40), 1.5, -0.25, true,
+		time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC), time.Date(2026, 11, 26, 23, 30, 0, 0, zone),
+		time.Date(1999, 12, 31, 22, 0, 0, 0, zone), "ab", "héllo", map[string]any{"k": "v"}, []any{int64(1)},
+		"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}
+	wantExtra := "-7|1099511627776|1.5|-0.25|t|2026-11-26 12:00:00.123456+00|2026-11-26 23:30:00|1999-12-31|ab  |héllo|{\"k\": \"v\"}|[1]|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
 	cases := numericCases()
-	var rows [][]any
+	var rows []row
+	e := newEncodedBatch(len(cols))
+	defer e.release()
 	for i, c := range cases {
-		n, err := decimal.Parse(c)
+		n, err := decimal.ParseString(c)
 		require.NoError(t, err)
-		rows = append(rows, []any{i, n})
+		e.cells[0], e.cells[1] = datum.OfInt(int64(i)), datum.OfDecimal(n)
+		for j, v := range extra {
+			e.cells[2+j] = fromGo(v)
+		}
+		require.NoError(t, e.add(i, cols, nil), c)
 	}
-	_, err = conn.CopyFrom(ctx, pgx.Identifier{"n"}, []string{"i", "v"}, pgx.CopyFromRows(rows))
+	rows = e.finish()
+	_, err = conn.Exec(ctx, "SET TIME ZONE 'UTC'")
 	require.NoError(t, err)
+	copied, err := copyRows(ctx, conn.PgConn(), "COPY n FROM STDIN (FORMAT binary)", rows)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(cases)), copied)
 
-	got, err := conn.Query(ctx, "SELECT i, v::text FROM n ORDER BY i")
+	got, err := conn.Query(ctx, `SELECT v::text, concat_ws('|', s, b, f4, f8, ok, ts, lts, d, c::text || '  ', vc, j, js, u) FROM n ORDER BY i`)
 	require.NoError(t, err)
-	texts, err := pgx.CollectRows(got, func(r pgx.CollectableRow) (string, error) {
-		var i int
-		var s string
-		return s, r.Scan(&i, &s)
+	texts, err := pgx.CollectRows(got, func(r pgx.CollectableRow) ([2]string, error) {
+		var v [2]string
+		return v, r.Scan(&v[0], &v[1])
 	})
 	require.NoError(t, err)
 	for i, c := range cases {
 		n, _ := decimal.Parse(c)
-		assert.Equal(t, decimal.String(n), texts[i], "%s keeps its digits and scale", c)
+		assert.Equal(t, decimal.String(n), texts[i][0], "%s keeps its digits and scale", c)
+		assert.Equal(t, wantExtra, texts[i][1])
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/result"
@@ -330,10 +331,6 @@ func (c outputConfig) poolConfig() (*pgxpool.Config, error) {
 	if cfg.ConnConfig.Password == "" {
 		cfg.ConnConfig.Password = c.password.Reveal()
 	}
-	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
-		registerNumericCodec(conn.TypeMap())
-		return nil
-	}
 	return cfg, nil
 }
 
@@ -487,8 +484,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	defer cancel()
 
 	failed := map[int]error{}
-	rows := o.rows(batch, failed)
-	rows, next := dedupe(rows, o.key, o.conf.conflict, failed)
+	enc := o.encode(batch, failed)
+	defer enc.release()
+	rows, next := dedupe(enc, enc.finish(), o.key, o.conf.conflict, failed)
 	written := make(map[int]bool, len(rows))
 	var stats pathStats
 	var iso isolation
@@ -564,61 +562,55 @@ func (o *output) untilDrained(ctx context.Context) (context.Context, context.Can
 	return ctx, func() { cancel(nil) }
 }
 
-// rows decodes and encodes each message; messages that fail are recorded in
-// failed and left out.
-func (o *output) rows(batch service.MessageBatch, failed map[int]error) []row {
-	rows := make([]row, 0, len(batch))
+// encode decodes each message and encodes it as a binary COPY row;
+// messages that fail are recorded in failed and left out.
+func (o *output) encode(batch service.MessageBatch, failed map[int]error) *encodedBatch {
+	enc := newEncodedBatch(len(o.columns))
 	var mapping *service.MessageBatchBloblangExecutor
 	if o.conf.mapping != nil {
 		mapping = batch.BloblangExecutor(o.conf.mapping)
 	}
 	for i, msg := range batch {
-		values, err := o.values(mapping, i, msg)
+		err := o.values(mapping, i, msg, enc.cells)
 		if err == nil {
-			for j, col := range o.columns {
-				if values[j], err = encode(col, values[j]); err != nil {
-					break
-				}
-			}
+			err = enc.add(i, o.columns, o.key)
 		}
 		if err != nil {
 			failed[i] = err
-			continue
 		}
-		rows = append(rows, row{index: i, values: values})
 	}
-	return rows
+	return enc
 }
 
-// values returns the message's values in column order, not yet encoded.
-func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, msg *service.Message) ([]any, error) {
+// values sets cells to the message's values in column order, as decoded or
+// mapped, not yet converted for their columns.
+func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, msg *service.Message, cells []datum.Datum) error {
 	if mapping == nil {
 		data, err := msg.AsBytes()
 		if err != nil {
-			return nil, result.Wrap(result.Business, "unreadable_message", err, "read message")
+			return result.Wrap(result.Business, "unreadable_message", err, "read message")
 		}
-		return o.conf.kind.Decode(data)
+		return o.conf.kind.DecodeInto(data, cells)
 	}
 	res, err := mapping.Query(i)
 	if err != nil {
-		return nil, result.Wrap(result.Business, "mapping_failed", err, "mapping")
+		return result.Wrap(result.Business, "mapping_failed", err, "mapping")
 	}
 	if res == nil {
-		return nil, result.New(result.Business, "mapping_failed", "mapping deleted the message")
+		return result.New(result.Business, "mapping_failed", "mapping deleted the message")
 	}
 	mapped, err := res.AsStructured()
 	if err != nil {
-		return nil, result.Wrap(result.Business, "mapping_failed", err, "mapping result")
+		return result.Wrap(result.Business, "mapping_failed", err, "mapping result")
 	}
 	obj, ok := mapped.(map[string]any)
 	if !ok {
-		return nil, result.New(result.Business, "mapping_failed", fmt.Sprintf("mapping returned %T, want an object keyed by column", mapped))
+		return result.New(result.Business, "mapping_failed", fmt.Sprintf("mapping returned %T, want an object keyed by column", mapped))
 	}
-	values := make([]any, len(o.columns))
 	for j, col := range o.columns {
-		values[j] = obj[col.name]
+		cells[j] = fromGo(obj[col.name])
 	}
-	return values, nil
+	return nil
 }
 
 // handleFailures sends failed messages to the dead-letter output, or

@@ -1,51 +1,50 @@
-package timescale_output
+package decimal
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// numericCodec is pgx's NUMERIC codec with a faster binary encoder for the
-// values market data holds: coefficients that fit in 64 bits. pgx's own
-// encoder works through big.Int division and exponentiation, which cost
-// about a tenth of the output's CPU per row; this one formats the digits
-// once and groups them. Other values (NaN, infinities, huge coefficients)
-// take pgx's path.
-type numericCodec struct{ pgtype.NumericCodec }
-
-// registerNumericCodec makes the connection's type map encode NUMERIC with
-// numericCodec.
-func registerNumericCodec(m *pgtype.Map) {
-	m.RegisterType(&pgtype.Type{Name: "numeric", OID: pgtype.NumericOID, Codec: numericCodec{}})
-}
-
-func (c numericCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
-	fallback := c.NumericCodec.PlanEncode(m, oid, format, value)
-	if _, ok := value.(pgtype.Numeric); ok && format == pgtype.BinaryFormatCode && fallback != nil {
-		return numericPlan{fallback: fallback}
-	}
-	return fallback
-}
-
-type numericPlan struct{ fallback pgtype.EncodePlan }
-
-// Numeric sign words of the binary format.
+// Numeric sign words of PostgreSQL's binary NUMERIC format.
 const (
 	numericPositive = 0x0000
 	numericNegative = 0x4000
 )
 
-func (p numericPlan) Encode(value any, buf []byte) ([]byte, error) {
-	n := value.(pgtype.Numeric)
-	if !n.Valid {
-		return nil, nil
+// AppendBinary appends d in PostgreSQL's binary NUMERIC format, as the
+// numeric_recv function reads it (binary COPY, binary parameters). An
+// int64 coefficient is grouped into base-10000 digits directly; a larger
+// one, or an exponent beyond ±1000, takes pgx's encoder.
+func (d Decimal) AppendBinary(buf []byte) ([]byte, error) {
+	if d.big == nil && d.exp >= -1000 && d.exp <= 1000 {
+		return appendNumeric(buf, d.small, d.exp), nil
 	}
-	if n.NaN || n.InfinityModifier != pgtype.Finite || n.Int == nil || !n.Int.IsInt64() || n.Exp < -1000 || n.Exp > 1000 {
-		return p.fallback.Encode(value, buf)
+	return encodeWithPgx(d.Numeric(), buf)
+}
+
+// pgxNumeric is pgx's NUMERIC encoder for the values appendNumeric does not
+// take. A pgtype.Map is not safe for concurrent use, hence the lock; the
+// path is rare.
+var pgxNumeric struct {
+	sync.Mutex
+	m *pgtype.Map
+}
+
+func encodeWithPgx(n pgtype.Numeric, buf []byte) ([]byte, error) {
+	pgxNumeric.Lock()
+	defer pgxNumeric.Unlock()
+	if pgxNumeric.m == nil {
+		pgxNumeric.m = pgtype.NewMap()
 	}
-	return appendNumeric(buf, n.Int.Int64(), n.Exp), nil
+	out, err := pgxNumeric.m.Encode(pgtype.NumericOID, pgtype.BinaryFormatCode, n, buf)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", String(n), err)
+	}
+	return out, nil
 }
 
 // appendNumeric appends coef × 10^exp in PostgreSQL's binary NUMERIC format:
@@ -90,7 +89,8 @@ func appendNumeric(buf []byte, coef int64, exp int32) []byte {
 	// point.
 	weight := (lead+max(intLen, 0))/4 - 1
 
-	groups := make([]uint16, 0, pos/4)
+	var groupBuf [530]uint16
+	groups := groupBuf[:0]
 	for i := 0; i < pos; i += 4 {
 		g := uint16(aligned[i]-'0')*1000 + uint16(aligned[i+1]-'0')*100 + uint16(aligned[i+2]-'0')*10 + uint16(aligned[i+3]-'0')
 		groups = append(groups, g)
