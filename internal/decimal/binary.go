@@ -47,9 +47,16 @@ func encodeWithPgx(n pgtype.Numeric, buf []byte) ([]byte, error) {
 	return out, nil
 }
 
+// pow10Uint16 is 10^0 … 10^3, the place values of a base-10000 digit.
+var pow10Uint16 = [4]uint16{1, 10, 100, 1000}
+
 // appendNumeric appends coef × 10^exp in PostgreSQL's binary NUMERIC format:
 // ndigits, weight, sign and dscale as 16-bit words, then base-10000 digits,
 // most significant first, with weight the power of 10000 of the first.
+//
+// The decimal digit of place value 10^p goes into the base-10000 digit of
+// weight ⌊p/4⌋ with place value 10^(p mod 4); an int64 has at most 19
+// digits, so at most 6 base-10000 digits result.
 func appendNumeric(buf []byte, coef int64, exp int32) []byte {
 	sign := uint16(numericPositive)
 	abs := uint64(coef)
@@ -60,58 +67,32 @@ func appendNumeric(buf []byte, coef int64, exp int32) []byte {
 	if exp < 0 {
 		dscale = uint16(-exp)
 	}
-
-	// The decimal digits, aligned so that the decimal point falls on a
-	// 4-digit group boundary: the integer part left-padded, the fraction
-	// right-padded. intLen is how many digits stand before the point
-	// (negative when the value starts that many zeros after it).
-	var scratch [24]byte
+	if abs == 0 {
+		return appendNumericHeader(buf, 0, 0, numericPositive, dscale)
+	}
+	var scratch [20]byte
 	digits := strconv.AppendUint(scratch[:0], abs, 10)
-	intLen := len(digits) + int(exp)
-	lead := 0
-	if intLen > 0 {
-		lead = (4 - intLen%4) % 4
+	last := int(exp) + len(digits) - 1 // the place value of the first digit
+	weight := last >> 2                // arithmetic shift: ⌊last/4⌋ also below 0
+	var groups [8]uint16
+	count := weight - int(exp)>>2 + 1
+	for i, c := range digits {
+		p := last - i
+		groups[weight-p>>2] += uint16(c-'0') * pow10Uint16[p&3]
 	}
-	var aligned [2100]byte
-	pos := 0
-	pad := func(n int) {
-		for range n {
-			aligned[pos] = '0'
-			pos++
-		}
+	for groups[count-1] == 0 {
+		count-- // trailing zero digits are implied by the weight
 	}
-	pad(lead)
-	pad(-min(intLen, 0))
-	pos += copy(aligned[pos:], digits)
-	pad(max(int(exp), 0))
-	pad((4 - pos%4) % 4)
-	// The first group's power of 10000: one less than the groups before the
-	// point.
-	weight := (lead+max(intLen, 0))/4 - 1
-
-	var groupBuf [530]uint16
-	groups := groupBuf[:0]
-	for i := 0; i < pos; i += 4 {
-		g := uint16(aligned[i]-'0')*1000 + uint16(aligned[i+1]-'0')*100 + uint16(aligned[i+2]-'0')*10 + uint16(aligned[i+3]-'0')
-		groups = append(groups, g)
-	}
-	for len(groups) > 0 && groups[0] == 0 {
-		groups = groups[1:]
-		weight--
-	}
-	for len(groups) > 0 && groups[len(groups)-1] == 0 {
-		groups = groups[:len(groups)-1]
-	}
-	if len(groups) == 0 {
-		weight, sign = 0, numericPositive
-	}
-
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(groups)))
-	buf = binary.BigEndian.AppendUint16(buf, uint16(int16(weight)))
-	buf = binary.BigEndian.AppendUint16(buf, sign)
-	buf = binary.BigEndian.AppendUint16(buf, dscale)
-	for _, g := range groups {
+	buf = appendNumericHeader(buf, count, weight, sign, dscale)
+	for _, g := range groups[:count] {
 		buf = binary.BigEndian.AppendUint16(buf, g)
 	}
 	return buf
+}
+
+func appendNumericHeader(buf []byte, ndigits, weight int, sign, dscale uint16) []byte {
+	buf = binary.BigEndian.AppendUint16(buf, uint16(ndigits))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(int16(weight)))
+	buf = binary.BigEndian.AppendUint16(buf, sign)
+	return binary.BigEndian.AppendUint16(buf, dscale)
 }

@@ -18,6 +18,7 @@ import (
 // and allocations: the decoders' largest cost on the hot path.
 func scanObject(data []byte, fields []string, out []raw) error {
 	s := scanner{data: data}
+	hint := 0
 	s.space()
 	if !s.eat('{') {
 		return s.fail("want a JSON object")
@@ -49,10 +50,18 @@ func scanObject(data []byte, fields []string, out []raw) error {
 			return err
 		}
 		name := key[1 : len(key)-1]
-		for i, f := range fields {
-			if string(name) == f {
-				out[i] = val
-				break
+		// Producers write the fields in one order, so the field after the
+		// last one found is tried first.
+		if hint < len(fields) && string(name) == fields[hint] {
+			out[hint] = val
+			hint++
+		} else {
+			for i, f := range fields {
+				if string(name) == f {
+					out[i] = val
+					hint = i + 1
+					break
+				}
 			}
 		}
 		s.space()
@@ -109,6 +118,21 @@ func (s *scanner) str() (raw, bool, error) {
 	start := s.pos
 	if !s.eat('"') {
 		return nil, false, s.fail("want a string")
+	}
+	// The usual string has neither escapes nor control characters: find its
+	// closing quote with one IndexByte and check what lies before it.
+	if end := bytes.IndexByte(s.data[s.pos:], '"'); end >= 0 {
+		plain := true
+		for _, c := range s.data[s.pos : s.pos+end] {
+			if c < 0x20 || c == '\\' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			s.pos += end + 1
+			return s.data[start:s.pos], false, nil
+		}
 	}
 	escaped := false
 	for s.pos < len(s.data) {

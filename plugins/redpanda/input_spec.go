@@ -41,7 +41,7 @@ func inputSpec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Consumes Redpanda or Kafka topics in a consumer group, committing an offset only after every message before it was safely written.").
 		Description(`
-Messages come in batches of one partition each. Every message carries the metadata `+"`kafka_key`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_timestamp_unix_ms`"+` and its record headers.
+Messages come in batches of one partition each. Every message carries the metadata `+"`kafka_key`, `kafka_topic`"+` (strings), `+"`kafka_partition`, `kafka_offset`, `kafka_timestamp_unix_ms`"+` (integers) and its record headers (strings).
 
 ### Delivery
 

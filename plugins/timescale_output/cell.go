@@ -2,6 +2,7 @@ package timescale_output
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -47,84 +48,100 @@ func fromGo(v any) datum.Datum {
 }
 
 // typeOf names a datum's Go type in errors, as a mapping author knows it.
-func typeOf(d datum.Datum) string { return fmt.Sprintf("%T", d.Go()) }
+func typeOf(d *datum.Datum) string { return fmt.Sprintf("%T", d.Go()) }
 
-// cell converts d into the datum col stores and checks that it fits:
-// precision and scale, length, range, NOT NULL. What it returns is what
+// cell converts *d into the datum col stores, in place, and checks that it
+// fits: precision and scale, length, range, NOT NULL. What it leaves is what
 // appendField encodes and appendKeyPart compares.
-func cell(col column, d datum.Datum) (datum.Datum, error) {
+func cell(col column, d *datum.Datum) error {
 	if d.Kind == datum.Null {
 		if col.notNull {
-			return d, errValue(col, "is required (NOT NULL)")
+			return errValue(col, "is required (NOT NULL)")
 		}
-		return d, nil
+		return nil
 	}
 	switch col.typeOID {
 	case oidNumeric:
 		n, err := toDecimal(d)
 		if err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
 		precision, scale := 0, 0
 		if col.typmod >= 4 {
 			precision, scale = int((col.typmod-4)>>16), int((col.typmod-4)&0xffff)
 		}
 		if err := n.Fit(precision, scale); err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
-		return datum.OfDecimal(n), nil
+		if d.Kind != datum.Decimal {
+			*d = datum.OfDecimal(n)
+		}
+		return nil
 	case oidText, oidVarchar, oidBPChar:
 		if d.Kind != datum.Text {
-			return d, errValue(col, "want a string, got %s", typeOf(d))
+			return errValue(col, "want a string, got %s", typeOf(d))
 		}
 		if !utf8.Valid(d.Bytes) || bytes.IndexByte(d.Bytes, 0) >= 0 {
-			return d, errValue(col, "not valid UTF-8 text")
+			return errValue(col, "not valid UTF-8 text")
 		}
 		if limit := int(col.typmod - 4); col.typmod >= 4 && len(d.Bytes) > limit {
 			if n := utf8.RuneCount(d.Bytes); n > limit {
-				return d, errValue(col, "%d characters, the column allows %d", n, limit)
+				return errValue(col, "%d characters, the column allows %d", n, limit)
 			}
 		}
-		return d, nil
+		return nil
 	case oidTimestamptz, oidTimestamp, oidDate:
 		t, err := toTime(d)
 		if err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
-		return datum.OfTime(t), nil
+		if d.Kind != datum.Time {
+			*d = datum.OfTime(t)
+		}
+		return nil
 	case oidInt2, oidInt4, oidInt8:
 		i, err := toInt(d)
 		if err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
-		limit := map[uint32]int64{oidInt2: math.MaxInt16, oidInt4: math.MaxInt32, oidInt8: math.MaxInt64}[col.typeOID]
+		limit := int64(math.MaxInt64)
+		switch col.typeOID {
+		case oidInt2:
+			limit = math.MaxInt16
+		case oidInt4:
+			limit = math.MaxInt32
+		}
 		if i > limit || i < -limit-1 {
-			return d, errValue(col, "%d is out of range", i)
+			return errValue(col, "%d is out of range", i)
 		}
-		return datum.OfInt(i), nil
+		*d = datum.OfInt(i)
+		return nil
 	case oidFloat4, oidFloat8:
 		f, err := toFloat(d)
 		if err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
-		return datum.OfFloat(f), nil
+		*d = datum.OfFloat(f)
+		return nil
 	case oidBool:
 		if d.Kind != datum.Bool {
-			return d, errValue(col, "want a boolean, got %s", typeOf(d))
+			return errValue(col, "want a boolean, got %s", typeOf(d))
 		}
-		return d, nil
+		return nil
 	case oidJSON, oidJSONB:
 		b, err := json.Marshal(d.Go())
 		if err != nil {
-			return d, errValue(col, "%v", err)
+			return errValue(col, "%v", err)
 		}
-		return datum.OfText(b), nil
+		*d = datum.OfText(b)
+		return nil
 	}
 	// Another type (uuid, inet, interval, arrays…): pgx encodes the Go value.
-	return datum.OfAny(d.Go()), nil
+	*d = datum.OfAny(d.Go())
+	return nil
 }
 
-func toDecimal(d datum.Datum) (decimal.Decimal, error) {
+func toDecimal(d *datum.Datum) (decimal.Decimal, error) {
 	switch d.Kind {
 	case datum.Decimal:
 		return d.Dec, nil
@@ -154,7 +171,7 @@ func toDecimal(d datum.Datum) (decimal.Decimal, error) {
 	return decimal.Decimal{}, fmt.Errorf("want a decimal number or string, got %s", typeOf(d))
 }
 
-func toTime(d datum.Datum) (time.Time, error) {
+func toTime(d *datum.Datum) (time.Time, error) {
 	switch d.Kind {
 	case datum.Time:
 		return d.Time, nil
@@ -169,7 +186,7 @@ func toTime(d datum.Datum) (time.Time, error) {
 		return time.UnixMilli(d.Int).UTC(), nil
 	case datum.Any:
 		if n, ok := d.Any.(json.Number); ok {
-			ms, err := toInt(datum.OfString(string(n)))
+			ms, err := toInt(ptr(datum.OfString(string(n))))
 			if err != nil {
 				return time.Time{}, fmt.Errorf("want RFC 3339 or epoch milliseconds: %w", err)
 			}
@@ -182,7 +199,7 @@ func toTime(d datum.Datum) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("want an RFC 3339 string or epoch milliseconds, got %s", typeOf(d))
 }
 
-func toInt(d datum.Datum) (int64, error) {
+func toInt(d *datum.Datum) (int64, error) {
 	switch d.Kind {
 	case datum.Int:
 		return d.Int, nil
@@ -204,7 +221,7 @@ func toInt(d datum.Datum) (int64, error) {
 	case datum.Any:
 		switch x := d.Any.(type) {
 		case json.Number:
-			return toInt(datum.OfString(string(x)))
+			return toInt(ptr(datum.OfString(string(x))))
 		case int32:
 			return int64(x), nil
 		case int:
@@ -214,7 +231,7 @@ func toInt(d datum.Datum) (int64, error) {
 	return 0, fmt.Errorf("want a whole number, got %s", typeOf(d))
 }
 
-func toFloat(d datum.Datum) (float64, error) {
+func toFloat(d *datum.Datum) (float64, error) {
 	switch d.Kind {
 	case datum.Float:
 		return d.Float, nil
@@ -235,9 +252,11 @@ type keyPart struct {
 	col column
 }
 
-// appendKeyPart renders one key value, as cell returned it, so that values
-// the column stores as one render equally, and others differently. A datum
-// is not yet what PostgreSQL stores:
+// appendKeyPart renders one key value, as cell left it, so that values the
+// column stores as one render equally, and others differently. Times and
+// whole numbers render as 8 bytes that sort as the numbers do, so that rows
+// keyed by time first sort by their first 8 bytes (row.prefix). A datum is
+// not yet what PostgreSQL stores:
 //   - timestamptz keeps microseconds, and the encoding truncates the
 //     nanoseconds;
 //   - timestamp keeps the wall clock of the value's zone, not the instant;
@@ -246,7 +265,7 @@ type keyPart struct {
 //   - numeric ignores trailing zeros (1.0 = 1.00);
 //   - float8 has -0 = 0, float4 keeps float32 precision, NaN = NaN;
 //   - uuid ignores case, hyphens and braces.
-func appendKeyPart(b []byte, col column, d datum.Datum) []byte {
+func appendKeyPart(b []byte, col column, d *datum.Datum) []byte {
 	switch d.Kind {
 	case datum.Null:
 		b = append(b, 1)
@@ -264,15 +283,13 @@ func appendKeyPart(b []byte, col column, d datum.Datum) []byte {
 		case oidDate:
 			x = time.Date(x.Year(), x.Month(), x.Day(), 0, 0, 0, 0, time.UTC)
 		}
-		b = appendInt(b, x.Unix())
-		b = append(b, '.')
-		b = appendInt(b, int64(x.Nanosecond()/1000))
+		b = appendOrdered(b, x.Unix()*1_000_000+int64(x.Nanosecond()/1000))
 	case datum.Decimal:
 		b = d.Dec.AppendCanonical(b)
 	case datum.Float:
 		b = appendFloat(b, col, d.Float)
 	case datum.Int, datum.Bool:
-		b = appendInt(b, d.Int)
+		b = appendOrdered(b, d.Int)
 	default:
 		if s, ok := d.Any.(string); ok && col.typeOID == oidUUID {
 			b = append(b, strings.Map(func(r rune) rune {
@@ -286,4 +303,12 @@ func appendKeyPart(b []byte, col column, d datum.Datum) []byte {
 		}
 	}
 	return append(b, 0)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// appendOrdered appends v as 8 big-endian bytes with the sign bit flipped,
+// which compare as the numbers do.
+func appendOrdered(b []byte, v int64) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(v)^(1<<63))
 }

@@ -1,7 +1,6 @@
 package timescale_output
 
 import (
-	"bytes"
 	"math"
 	"slices"
 	"strconv"
@@ -108,9 +107,8 @@ func skippedDuplicates(next candidates, failed map[int]error) int {
 // everywhere, and the staged path keeps it (copier.insert orders by the
 // staging table's ordinal).
 func sortByKey(rows []row) {
-	cmp := func(a, b row) int { return bytes.Compare(a.key, b.key) }
-	if !slices.IsSortedFunc(rows, cmp) {
-		slices.SortFunc(rows, cmp)
+	if !slices.IsSortedFunc(rows, compareKeys) {
+		slices.SortFunc(rows, compareKeys)
 	}
 }
 

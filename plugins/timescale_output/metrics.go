@@ -15,6 +15,7 @@ type metrics struct {
 	batches       *service.MetricCounter
 	fastBatches   *service.MetricCounter
 	stagedBatches *service.MetricCounter
+	rollbacks     *service.MetricCounter
 	conflicts     *service.MetricCounter
 	deadLettered  *service.MetricCounter
 	retries       *service.MetricCounter
@@ -30,6 +31,7 @@ func newMetrics(m *service.Metrics) metrics {
 		batches:       m.NewCounter("timescale_batches"),
 		fastBatches:   m.NewCounter("timescale_fast_path_batches"),
 		stagedBatches: m.NewCounter("timescale_staged_path_batches"),
+		rollbacks:     m.NewCounter("timescale_copy_rollbacks"),
 		conflicts:     m.NewCounter("timescale_conflicts_skipped"),
 		deadLettered:  m.NewCounter("timescale_rows_dead_lettered"),
 		retries:       m.NewCounter("timescale_retries"),
@@ -44,6 +46,7 @@ func (m metrics) record(stats pathStats, took time.Duration) {
 	m.rows(stats)
 	m.fastBatches.Incr(int64(stats.fastBatches))
 	m.stagedBatches.Incr(int64(stats.stagedBatches))
+	m.rollbacks.Incr(int64(stats.rollbacks))
 	m.writeDuration.Timing(took.Nanoseconds())
 }
 
@@ -67,7 +70,7 @@ const latencySampleEvery = 8
 
 // observeLatency records, for a sample of the written messages, the time
 // from the Kafka record timestamp to now.
-func (m metrics) observeLatency(batch service.MessageBatch, written map[int]bool) {
+func (m metrics) observeLatency(batch service.MessageBatch, written []bool) {
 	now := time.Now()
 	for i := 0; i < len(batch); i += latencySampleEvery {
 		if !written[i] {

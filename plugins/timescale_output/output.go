@@ -487,17 +487,13 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	enc := o.encode(batch, failed)
 	defer enc.release()
 	rows, next := dedupe(enc, enc.finish(), o.key, o.conf.conflict, failed)
-	written := make(map[int]bool, len(rows))
+	written := make([]bool, len(batch)) // by message index
 	var stats pathStats
 	var iso isolation
 	retries, unknown := 0, 0
+	var filtered []row // pendingRows' buffer, never rows itself
 	for {
-		var pending []row
-		for _, r := range rows {
-			if !written[r.index] && failed[r.index] == nil {
-				pending = append(pending, r)
-			}
-		}
+		pending := pendingRows(rows, written, failed, &filtered)
 		if len(pending) == 0 {
 			if promote(rows, next, failed) {
 				continue
@@ -537,6 +533,28 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		return nil
 	}
 	return o.handleFailures(ctx, batch, failed)
+}
+
+// pendingRows returns the rows neither written nor failed: rows itself when
+// that is all of them, as it is on a first attempt, or else a copy in *buf.
+func pendingRows(rows []row, written []bool, failed map[int]error, buf *[]row) []row {
+	all := true
+	for _, r := range rows {
+		if written[r.index] || failed[r.index] != nil {
+			all = false
+			break
+		}
+	}
+	if all {
+		return rows
+	}
+	*buf = (*buf)[:0]
+	for _, r := range rows {
+		if !written[r.index] && failed[r.index] == nil {
+			*buf = append(*buf, r)
+		}
+	}
+	return *buf
 }
 
 // untilDrained returns ctx, cancelled also result.DrainGrace after the stream
@@ -676,15 +694,19 @@ func (o *output) Close(ctx context.Context) error {
 	return nil
 }
 
-// kafkaTimestamp reads the record timestamp the redpanda input sets.
+// kafkaTimestamp reads the record timestamp the redpanda input sets, a
+// number (or its text, from other inputs).
 func kafkaTimestamp(msg *service.Message) (time.Time, bool) {
-	v, ok := msg.MetaGet("kafka_timestamp_unix_ms")
+	v, ok := msg.MetaGetMut("kafka_timestamp_unix_ms")
 	if !ok {
 		return time.Time{}, false
 	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return time.Time{}, false
+	switch ms := v.(type) {
+	case int64:
+		return time.UnixMilli(ms), true
+	case string:
+		n, err := strconv.ParseInt(ms, 10, 64)
+		return time.UnixMilli(n), err == nil
 	}
-	return time.UnixMilli(ms), true
+	return time.Time{}, false
 }

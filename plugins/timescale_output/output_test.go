@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // database returns a fresh database with the shipped schema applied.
-func database(t *testing.T) string {
+func database(t testing.TB) string {
 	t.Helper()
 	dsn := testenv.Database(t)
 	spec, err := schema.Load("../../pipelines/schema.yaml")
@@ -65,7 +65,7 @@ func count(t *testing.T, dsn, table string) int {
 }
 
 // newOutput parses yaml as a user's config and connects the output.
-func newOutput(t *testing.T, yaml string) *output {
+func newOutput(t testing.TB, yaml string) *output {
 	t.Helper()
 	result.ResetHalt()
 	t.Cleanup(result.ResetHalt)

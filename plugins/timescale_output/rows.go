@@ -2,6 +2,7 @@ package timescale_output
 
 import (
 	"bytes"
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 
@@ -9,12 +10,33 @@ import (
 )
 
 // row is one row to write: the index of its message in the batch, the row
-// as a binary COPY tuple, and its conflict key as appendKeyPart renders it.
-// tuple and key point into the batch's encodedBatch buffer.
+// as a binary COPY tuple, and its conflict key as appendKeyPart renders it,
+// whose first 8 bytes prefix holds as a number for quick comparison. tuple
+// and key point into the batch's encodedBatch buffer.
 type row struct {
-	index int
-	tuple []byte
-	key   []byte
+	index  int
+	prefix uint64
+	tuple  []byte
+	key    []byte
+}
+
+// compareKeys orders rows by key.
+func compareKeys(a, b row) int {
+	if a.prefix != b.prefix {
+		if a.prefix < b.prefix {
+			return -1
+		}
+		return 1
+	}
+	return bytes.Compare(a.key, b.key)
+}
+
+// keyPrefix is the first 8 bytes of key as a big-endian number, padded
+// with zeros: it orders keys as their first 8 bytes do.
+func keyPrefix(key []byte) uint64 {
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // encodedBatch is one batch's rows, encoded into one buffer, and the scratch
@@ -62,8 +84,7 @@ func (e *encodedBatch) release() {
 // it was and returns the error.
 func (e *encodedBatch) add(index int, columns []column, key []keyPart) error {
 	for j, col := range columns {
-		var err error
-		if e.cells[j], err = cell(col, e.cells[j]); err != nil {
+		if err := cell(col, &e.cells[j]); err != nil {
 			return err
 		}
 	}
@@ -71,14 +92,14 @@ func (e *encodedBatch) add(index int, columns []column, key []keyPart) error {
 	e.buf = appendTupleHeader(e.buf, len(columns))
 	for j, col := range columns {
 		var err error
-		if e.buf, err = appendField(e.buf, col, e.cells[j]); err != nil {
+		if e.buf, err = appendField(e.buf, col, &e.cells[j]); err != nil {
 			e.buf = e.buf[:start]
 			return err
 		}
 	}
 	keyAt := len(e.buf)
 	for _, k := range key {
-		e.buf = appendKeyPart(e.buf, k.col, e.cells[k.idx])
+		e.buf = appendKeyPart(e.buf, k.col, &e.cells[k.idx])
 	}
 	e.spans = append(e.spans, span{index: index, start: start, key: keyAt, end: len(e.buf)})
 	return nil
@@ -88,7 +109,8 @@ func (e *encodedBatch) add(index int, columns []column, key []keyPart) error {
 // into a buffer that no longer grows.
 func (e *encodedBatch) finish() []row {
 	for _, s := range e.spans {
-		e.rows = append(e.rows, row{index: s.index, tuple: e.buf[s.start:s.key:s.key], key: e.buf[s.key:s.end:s.end]})
+		key := e.buf[s.key:s.end:s.end]
+		e.rows = append(e.rows, row{index: s.index, prefix: keyPrefix(key), tuple: e.buf[s.start:s.key:s.key], key: key})
 	}
 	return e.rows
 }

@@ -36,7 +36,7 @@ func appendTupleHeader(buf []byte, n int) []byte {
 
 // appendField appends d, as cell returned it for col, as one field of a
 // binary COPY row.
-func appendField(buf []byte, col column, d datum.Datum) ([]byte, error) {
+func appendField(buf []byte, col column, d *datum.Datum) ([]byte, error) {
 	if d.Kind == datum.Null {
 		return binary.BigEndian.AppendUint32(buf, math.MaxUint32), nil // -1
 	}
