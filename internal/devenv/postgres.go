@@ -133,6 +133,18 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, erro
 	return c.URL(name), nil
 }
 
+// PID returns the process ID of the running postmaster, or 0 when the
+// cluster is stopped. Benchmarks read the CPU time of the postmaster and its
+// children (the backends and background workers) from /proc with it.
+func (c *Cluster) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil {
+		return 0
+	}
+	return c.proc.Process.Pid
+}
+
 // Running reports whether the postmaster is up.
 func (c *Cluster) Running() bool {
 	c.mu.Lock()

@@ -44,10 +44,13 @@ func TestAClusterServesADatabaseOnLoopbackAndCloseRemovesIt(t *testing.T) {
 	assert.Equal(t, "qiflow", db)
 	assert.Equal(t, "127.0.0.1", listen)
 
+	assert.Positive(t, c.PID(), "a running cluster has a postmaster")
 	require.NoError(t, c.Stop())
 	assert.False(t, c.Running())
+	assert.Zero(t, c.PID(), "a stopped cluster has no postmaster")
 	require.NoError(t, c.Start())
 	assert.True(t, c.Running())
+	assert.Positive(t, c.PID())
 
 	require.NoError(t, c.Close())
 	closed = true

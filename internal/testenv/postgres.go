@@ -67,6 +67,23 @@ func Database(t testing.TB) string {
 	return shared.cluster.CreateDatabase(t)
 }
 
+// PostmasterPID returns the process ID of the postmaster of the shared
+// cluster behind Database, starting the cluster if no test has yet, or 0
+// when Database uses the server named by QIFLOW_TEST_DATABASE_URL, whose
+// processes may not be this machine's. Benchmarks read the CPU time of
+// PostgreSQL's processes from /proc with it.
+func PostmasterPID(t testing.TB) int {
+	t.Helper()
+	if os.Getenv(EnvDatabaseURL) != "" {
+		return 0
+	}
+	shared.once.Do(func() { shared.cluster, shared.err = startCluster() })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.cluster.PID()
+}
+
 // Main runs the package's tests, then stops the shared PostgreSQL cluster,
 // removes its files and the binaries BuildBinary made, and exits with the
 // tests' exit code. Call it from TestMain.
@@ -125,6 +142,10 @@ func (c *Cluster) CreateDatabase(t testing.TB) string {
 	t.Helper()
 	return newDatabase(t, c.URL("postgres"), c.pg.Running)
 }
+
+// PID returns the process ID of the running postmaster, or 0 when the
+// cluster is stopped.
+func (c *Cluster) PID() int { return c.pg.PID() }
 
 // Stop shuts the cluster down the way an operator would (fast shutdown:
 // connections are terminated, data is kept). Start brings it back.

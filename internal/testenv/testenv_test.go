@@ -117,6 +117,24 @@ func TestClusterStopStart(t *testing.T) {
 	c.Stop(t) // a test may end with its cluster down
 }
 
+func TestPostmasterPIDIsTheParentOfEveryBackend(t *testing.T) {
+	if os.Getenv(EnvDatabaseURL) != "" {
+		t.Skip("the server of " + EnvDatabaseURL + " is not this process's cluster")
+	}
+	t.Parallel()
+	conn := connect(t, Database(t))
+	var backend int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend))
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", backend))
+	if err != nil {
+		t.Skipf("no /proc on this system: %v", err)
+	}
+	// After the command, in parentheses, come the state and the parent's PID.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	require.GreaterOrEqual(t, len(fields), 2)
+	assert.Equal(t, fields[1], strconv.Itoa(PostmasterPID(t)))
+}
+
 // recordingTB stands in for a test to observe how a helper ends it.
 type recordingTB struct {
 	testing.TB
