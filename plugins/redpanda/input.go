@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/qicore/qiflow/internal/exactlyonce"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -54,13 +55,19 @@ type reader struct {
 	// error in any of them ends this input, and the input's soft stop
 	// drains them all.
 	scope *result.Scope
+	// link is shared with a timescale output in exactly-once mode, which
+	// keeps the offsets partitions start from (adjustOffsets).
+	link *exactlyonce.Link
 }
 
 func newReader(conf readerConfig, mgr *service.Resources) *reader {
+	link := exactlyonce.LinkOf(mgr)
+	link.SetGroup(conf.group)
 	return &reader{
 		conf:      conf,
 		log:       mgr.Logger(),
 		scope:     result.ScopeOf(mgr),
+		link:      link,
 		replays:   mgr.Metrics().NewCounter("redpanda_input_replayed"),
 		windows:   map[topicPartition]*partitionWindow{},
 		changed:   make(chan struct{}),
@@ -122,6 +129,7 @@ func (r *reader) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
+		kgo.AdjustFetchOffsetsFn(r.adjustOffsets),
 	)
 	if r.conf.regexpTopics {
 		opts = append(opts, kgo.ConsumeRegex())

@@ -16,27 +16,31 @@ type metrics struct {
 	fastBatches   *service.MetricCounter
 	stagedBatches *service.MetricCounter
 	rollbacks     *service.MetricCounter
-	conflicts     *service.MetricCounter
-	deadLettered  *service.MetricCounter
-	retries       *service.MetricCounter
-	writeDuration *service.MetricTimer
-	latency       *service.MetricTimer
+	// alreadyWritten counts messages an exactly-once write skipped because
+	// the database's offset was past them.
+	alreadyWritten *service.MetricCounter
+	conflicts      *service.MetricCounter
+	deadLettered   *service.MetricCounter
+	retries        *service.MetricCounter
+	writeDuration  *service.MetricTimer
+	latency        *service.MetricTimer
 }
 
 func newMetrics(m *service.Metrics) metrics {
 	return metrics{
-		rowsInserted:  m.NewCounter("timescale_rows_inserted"),
-		rowsUpdated:   m.NewCounter("timescale_rows_updated"),
-		rowsWritten:   m.NewCounter("timescale_rows_written"),
-		batches:       m.NewCounter("timescale_batches"),
-		fastBatches:   m.NewCounter("timescale_fast_path_batches"),
-		stagedBatches: m.NewCounter("timescale_staged_path_batches"),
-		rollbacks:     m.NewCounter("timescale_copy_rollbacks"),
-		conflicts:     m.NewCounter("timescale_conflicts_skipped"),
-		deadLettered:  m.NewCounter("timescale_rows_dead_lettered"),
-		retries:       m.NewCounter("timescale_retries"),
-		writeDuration: m.NewTimer("timescale_write_duration_ns"),
-		latency:       m.NewTimer("timescale_end_to_end_latency_ns"),
+		rowsInserted:   m.NewCounter("timescale_rows_inserted"),
+		rowsUpdated:    m.NewCounter("timescale_rows_updated"),
+		rowsWritten:    m.NewCounter("timescale_rows_written"),
+		batches:        m.NewCounter("timescale_batches"),
+		fastBatches:    m.NewCounter("timescale_fast_path_batches"),
+		stagedBatches:  m.NewCounter("timescale_staged_path_batches"),
+		rollbacks:      m.NewCounter("timescale_copy_rollbacks"),
+		alreadyWritten: m.NewCounter("timescale_offsets_already_written"),
+		conflicts:      m.NewCounter("timescale_conflicts_skipped"),
+		deadLettered:   m.NewCounter("timescale_rows_dead_lettered"),
+		retries:        m.NewCounter("timescale_retries"),
+		writeDuration:  m.NewTimer("timescale_write_duration_ns"),
+		latency:        m.NewTimer("timescale_end_to_end_latency_ns"),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/qicore/qiflow/internal/datum"
+	"github.com/qicore/qiflow/internal/exactlyonce"
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/result"
@@ -42,6 +43,9 @@ const (
 	fieldMaxInFlight     = "max_in_flight"
 	fieldBatching        = "batching"
 	fieldSchemaFile      = "schema_file"
+	fieldExactlyOnce     = "exactly_once"
+	fieldOffsetsTable    = "offsets_table"
+	fieldDirectCompress  = "direct_compress"
 )
 
 func spec() *service.ConfigSpec {
@@ -109,6 +113,17 @@ root.last_updated = this.lastUpdated`).
 				Description("Longest wait between retries of a transient failure.").
 				Default("5s").
 				Advanced(),
+			service.NewBoolField(fieldExactlyOnce).
+				Description("Exactly once without a natural key: record each partition's next offset in `offsets_table`, in the transaction that writes the batch's rows, with a compare-and-set on the offset the batch starts from, and start the stream's `redpanda` input from those offsets. Every consumed message becomes exactly one row (two identical messages are two rows) or one dead letter, through crashes, restarts and rebalances, and a writer whose partitions moved away (a zombie) writes nothing. Rows go in with plain COPY; the table needs no key. Needs `max_in_flight: 1` and a `dead_letter` output. See docs/exactly-once.md.").
+				Default(false),
+			service.NewStringField(fieldOffsetsTable).
+				Description("The table, optionally schema-qualified, that holds the next offset of each (consumer group, topic, partition) in `exactly_once` mode. It is created when missing.").
+				Default("qiflow_offsets").
+				Advanced(),
+			service.NewBoolField(fieldDirectCompress).
+				Description("Write with TimescaleDB's direct compress on COPY (`timescaledb.enable_direct_compress_copy`, 2.21 and later): rows are compressed as they arrive, into the columnstore, rather than by a later policy. TimescaleDB skips it for a table with a unique constraint (with a warning), so it suits `exactly_once` append tables. See docs/exactly-once.md for when it pays.").
+				Default(false).
+				Advanced(),
 			service.NewOutputMaxInFlightField().
 				Description("Most batches written at once, each with its own COPY on its own connection.").
 				Default(2),
@@ -117,6 +132,8 @@ root.last_updated = this.lastUpdated`).
 		LintRule(`root = match {
   this.exists("format") && this.exists("mapping") => [ "set either format or mapping, not both" ],
   !this.exists("format") && !this.exists("mapping") => [ "set format or mapping" ],
+  this.exactly_once.or(false) && this.max_in_flight.or(2) != 1 => [ "exactly_once needs max_in_flight: 1, so that the batches of a partition are written in offset order" ],
+  this.exactly_once.or(false) && !this.exists("dead_letter") => [ "exactly_once needs a dead_letter output: a message that cannot be written moves the partition's offset on, so it must be dead-lettered in the same step" ],
 }`).
 		Example("Prices", "Write price messages from Redpanda into crypto_prices, dead-lettering bad ones. The database and the brokers are the profile's (docs/profiles.md).", `
 output:
@@ -170,6 +187,10 @@ type outputConfig struct {
 	// password is the profile's database password, used when the
 	// connection string gives none.
 	password profile.Secret
+	// exactlyOnce keeps offsets in offsetsTable (exactly_once.go).
+	exactlyOnce    bool
+	offsetsTable   pgx.Identifier
+	directCompress bool
 }
 
 // output is the timescale output.
@@ -181,6 +202,12 @@ type output struct {
 	// scope is shared with the other components of the stream, so a fatal
 	// error here ends the stream's redpanda input.
 	scope *result.Scope
+	// link is shared with the stream's redpanda input in exactly-once mode:
+	// it names the consumer group, and the input reads the offsets back.
+	link *exactlyonce.Link
+	// gaps counts, per partition, the batches refused in a row because they
+	// start after the offset the database holds (exactly_once.go).
+	gaps gapCounter
 
 	mu      sync.RWMutex
 	pool    *pgxpool.Pool
@@ -279,7 +306,26 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	if c.retryMax, err = conf.FieldDuration(fieldRetryMax); err != nil {
 		return nil, err
 	}
-	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), scope: result.ScopeOf(mgr)}
+	if c.exactlyOnce, err = conf.FieldBool(fieldExactlyOnce); err != nil {
+		return nil, err
+	}
+	offsets, err := conf.FieldString(fieldOffsetsTable)
+	if err != nil {
+		return nil, err
+	}
+	if c.offsetsTable, err = parseTableName(offsets); err != nil {
+		return nil, fmt.Errorf("%s: %w", fieldOffsetsTable, err)
+	}
+	if c.directCompress, err = conf.FieldBool(fieldDirectCompress); err != nil {
+		return nil, err
+	}
+	if c.exactlyOnce && !conf.Contains(fieldDeadLetter) {
+		return nil, fmt.Errorf("%s needs a %s output: a message that cannot be written moves its partition's offset on, so it is dead-lettered in the same step", fieldExactlyOnce, fieldDeadLetter)
+	}
+	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), scope: result.ScopeOf(mgr), link: exactlyonce.LinkOf(mgr)}
+	if c.exactlyOnce {
+		o.link.Want()
+	}
 	if conf.Contains(fieldDeadLetter) {
 		if o.deadLetter, err = conf.FieldOutput(fieldDeadLetter); err != nil {
 			return nil, err
@@ -308,7 +354,11 @@ func (o *output) Connect(ctx context.Context) error {
 	err := o.connectLocked(ctx)
 	if err == nil {
 		o.tries = 0
-		o.log.Infof("Writing to table %s (%d columns, key %v, conflict %s)", o.conf.table.Sanitize(), len(o.columns), o.keyColumns(), o.conf.conflict)
+		if o.conf.exactlyOnce {
+			o.log.Infof("Writing to table %s (%d columns, exactly once: offsets of group %q in %s)", o.conf.table.Sanitize(), len(o.columns), o.link.Group(), o.conf.offsetsTable.Sanitize())
+		} else {
+			o.log.Infof("Writing to table %s (%d columns, key %v, conflict %s)", o.conf.table.Sanitize(), len(o.columns), o.keyColumns(), o.conf.conflict)
+		}
 		return nil
 	}
 	classified := result.Classify(err)
@@ -370,7 +420,10 @@ func (o *output) connectLocked(ctx context.Context) error {
 	if len(keys) == 0 {
 		keys = t.primaryKey
 	}
-	if err == nil && len(keys) == 0 && o.conf.conflict != conflictError {
+	if o.conf.exactlyOnce {
+		keys = nil // rows are appended; the offsets make them exactly once
+	}
+	if err == nil && len(keys) == 0 && o.conf.conflict != conflictError && !o.conf.exactlyOnce {
 		err = result.New(result.System, "no_conflict_key",
 			fmt.Sprintf("table %s has no primary key: set conflict_columns, or conflict: error", t.ident.Sanitize()))
 	}
@@ -389,8 +442,17 @@ func (o *output) connectLocked(ctx context.Context) error {
 		pool.Close()
 		return err
 	}
+	if o.conf.exactlyOnce {
+		if err := createOffsetsTable(ctx, pool, o.conf.offsetsTable); err != nil {
+			pool.Close()
+			return err
+		}
+	}
 	o.pool, o.columns, o.key = pool, cols, key
 	o.copier = newCopier(pool, t, names, keys, key, o.conf.conflict)
+	if o.conf.exactlyOnce {
+		o.link.Provide(o)
+	}
 	return nil
 }
 
@@ -482,6 +544,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	started := time.Now()
 	ctx, cancel := o.untilDrained(ctx)
 	defer cancel()
+	if o.conf.exactlyOnce {
+		return o.writeExactlyOnce(ctx, cp, batch, started)
+	}
 
 	failed := map[int]error{}
 	enc := o.encode(batch, failed)
