@@ -27,7 +27,7 @@ const (
   change_24h numeric(10,4), change_7d numeric(10,4), source varchar(64), attribution text
 ) ON COMMIT DELETE ROWS`
 	copyStage = "COPY price_stage (" + columns + ") FROM STDIN (FORMAT binary)"
-	// The stage holds the rows in key order (writer.encode sorts them) and
+	// The stage holds the rows in key order (writer.prepare sorts them) and
 	// a sequential scan of it returns them in that order, so concurrent
 	// writers take the keys' locks in one order and do not deadlock.
 	moveStage = "INSERT INTO crypto_prices (" + columns + ") SELECT " + columns + " FROM price_stage ON CONFLICT DO NOTHING; COMMIT"
