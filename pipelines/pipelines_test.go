@@ -219,6 +219,30 @@ func TestPricesSurviveADatabaseOutage(t *testing.T) {
 	assert.NotContains(t, proc.Output(), "40P01", "the replay after the outage does not deadlock with itself")
 }
 
+// TestPricesSurviveAPostgreSQLCrash crashes the database under load (pg_ctl
+// stop -m immediate) on a cluster tuned with synchronous_commit = off, as
+// the test clusters are: the last commits before the crash would be lost
+// while their offsets were committed, unless qiflow's sessions make their
+// own commits durable.
+func TestPricesSurviveAPostgreSQLCrash(t *testing.T) {
+	const n = 100_000
+	broker := newBroker(t)
+	cluster := testenv.NewCluster(t)
+	dsn := withTables(t, cluster.CreateDatabase(t))
+	broker.ProduceN(t, "crypto-prices", n, func(i int) *kgo.Record { return &kgo.Record{Value: priceMessage(i)} })
+
+	proc := qiflow(t, env(broker, dsn), "run", "prices.yaml")
+	require.Eventually(t, func() bool { return rowCount(t, dsn, "crypto_prices") > n/4 }, 60*time.Second, 10*time.Millisecond,
+		"no rows arrived:\n%s", proc.Output())
+	cluster.Crash(t)
+	time.Sleep(3 * time.Second)
+	cluster.Start(t)
+
+	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 120*time.Second, proc)
+	stop(t, proc)
+	assert.Equal(t, n, rowCount(t, dsn, "crypto_prices"), "every message is one row: no commit was lost in the crash")
+}
+
 func TestPricesAfterSIGKILLEqualTheUniqueMessages(t *testing.T) {
 	const n = 60_000
 	broker := newBroker(t)

@@ -381,6 +381,14 @@ func (c outputConfig) poolConfig() (*pgxpool.Config, error) {
 	if cfg.ConnConfig.Password == "" {
 		cfg.ConnConfig.Password = c.password.Reveal()
 	}
+	// A write is acknowledged, and its offsets committed, once its
+	// transaction commits: that commit must survive a database crash, or the
+	// rows vanish while the input has moved past them. A server tuned with
+	// synchronous_commit = off loses the last commits of a crash, so
+	// qiflow's own sessions turn it on, unless the connection string sets it.
+	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
 	return cfg, nil
 }
 
