@@ -18,7 +18,7 @@ import (
 
 // logDatabase returns a fresh database with the exactly-once example's
 // table, crypto_prices_log: no key.
-func logDatabase(t *testing.T) string {
+func logDatabase(t testing.TB) string {
 	t.Helper()
 	dsn := testenv.Database(t)
 	spec, err := schema.Load("../../pipelines/examples/prices_exactly_once.schema.yaml")

@@ -458,6 +458,9 @@ func (o *output) connectLocked(ctx context.Context) error {
 	}
 	o.pool, o.columns, o.key = pool, cols, key
 	o.copier = newCopier(pool, t, names, keys, key, o.conf.conflict)
+	if len(keys) > 0 {
+		o.copier.prepareStages(ctx, o.conf.poolSize)
+	}
 	if o.conf.exactlyOnce {
 		o.link.Provide(o)
 	}

@@ -36,7 +36,7 @@ func database(t testing.TB) string {
 	return dsn
 }
 
-func exec(t *testing.T, dsn, sql string) {
+func exec(t testing.TB, dsn, sql string) {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
@@ -45,7 +45,7 @@ func exec(t *testing.T, dsn, sql string) {
 	require.NoError(t, err)
 }
 
-func queryStrings(t *testing.T, dsn, sql string, args ...any) []string {
+func queryStrings(t testing.TB, dsn, sql string, args ...any) []string {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
