@@ -51,6 +51,7 @@ const (
 	caseReference = iota
 	caseQiflowPrice
 	caseQiflowMapping
+	caseQiflowExactlyOnce
 )
 
 // jobCases run in this order in every round: the reference first, so that
@@ -59,6 +60,7 @@ var jobCases = []jobCase{
 	{"a_reference", "reference consumer (bench/reference)", caseReference},
 	{"b_qiflow_price", "qiflow, prices.yaml (format: price)", caseQiflowPrice},
 	{"c_qiflow_mapping", "qiflow, Bloblang mapping", caseQiflowMapping},
+	{"d_qiflow_exactly_once", "qiflow, exactly once (no key)", caseQiflowExactlyOnce},
 }
 
 // measurement is one case in one round.
@@ -269,19 +271,24 @@ const pricesMapping = `    mapping: |
 
 // pipeline writes pipelines/prices.yaml with its consumer group renamed,
 // and with the mapping in place of format: price when asked.
-func pipeline(b *testing.B, group string, mapping bool) string {
-	src, err := os.ReadFile(filepath.Join("..", "pipelines", "prices.yaml"))
+func pipeline(b *testing.B, group string, kind int) string {
+	file, shippedGroup := "prices.yaml", "qiflow-prices"
+	if kind == caseQiflowExactlyOnce {
+		file, shippedGroup = filepath.Join("examples", "prices_exactly_once.yaml"), "qiflow-prices-log"
+	}
+	mapping := kind == caseQiflowMapping
+	src, err := os.ReadFile(filepath.Join("..", "pipelines", file))
 	if err != nil {
 		b.Fatal(err)
 	}
 	text := string(src)
 	replace := func(old, new string) {
 		if strings.Count(text, old) != 1 {
-			b.Fatalf("pipelines/prices.yaml: want %q once, to change it for the benchmark", old)
+			b.Fatalf("pipelines/%s: want %q once, to change it for the benchmark", file, old)
 		}
 		text = strings.Replace(text, old, new, 1)
 	}
-	replace("consumer_group: qiflow-prices\n", "consumer_group: "+group+"\n")
+	replace("consumer_group: "+shippedGroup+"\n", "consumer_group: "+group+"\n")
 	if mapping {
 		replace("    format: price\n", pricesMapping)
 	}
@@ -298,7 +305,15 @@ func pipeline(b *testing.B, group string, mapping bool) string {
 // from its pprof endpoint, the reference's from its -cpuprofile.
 func (e *jobEnv) run(b *testing.B, c jobCase, round int, profileTo string) measurement {
 	group := fmt.Sprintf("bench-%s-r%d", c.name, round)
-	dsn, kind := pricesTable(b)
+	table, want := "crypto_prices", e.data.valid
+	var dsn, kind string
+	if c.kind == caseQiflowExactlyOnce {
+		// Every record is a row: the re-sends too.
+		table, want = "crypto_prices_log", e.data.valid+e.data.resent
+		dsn, kind = logTable(b)
+	} else {
+		dsn, kind = pricesTable(b)
+	}
 	e.kind = kind
 	dlqBefore := e.broker.EndOffsets(b, jobDLQ)
 	rollbacksBefore := xactRollback(b, dsn)
@@ -322,7 +337,7 @@ func (e *jobEnv) run(b *testing.B, c jobCase, round int, profileTo string) measu
 		if profileTo != "" {
 			args = append(args, "--set", "http.debug_endpoints=true")
 		}
-		proc = testenv.StartProcess(b, e.qiflowBin, env, append(args, pipeline(b, group, c.kind == caseQiflowMapping))...)
+		proc = testenv.StartProcess(b, e.qiflowBin, env, append(args, pipeline(b, group, c.kind))...)
 		if profileTo != "" {
 			profiled = profileRun(b, port, e.profileSeconds(), profileTo)
 		}
@@ -353,8 +368,8 @@ func (e *jobEnv) run(b *testing.B, c jobCase, round int, profileTo string) measu
 	}
 	m.rollbacks = xactRollback(b, dsn) - rollbacksBefore
 
-	if got := count(b, dsn); got != e.data.valid {
-		b.Fatalf("%s: %d rows, want the %d distinct valid messages", c.name, got, e.data.valid)
+	if got := countTable(b, dsn, table); got != want {
+		b.Fatalf("%s: %d rows in %s, want %d", c.name, got, table, want)
 	}
 	e.checkDeadLetters(b, c, dlqBefore)
 	return m
@@ -524,4 +539,31 @@ func profileRun(b *testing.B, port, seconds int, path string) chan struct{} {
 		}
 	}()
 	return done
+}
+
+// logTable creates crypto_prices_log, the exactly-once example's table:
+// crypto_prices without its key, a hypertable when TimescaleDB is there.
+func logTable(b *testing.B) (string, string) {
+	dsn := testenv.Database(b)
+	exec(b, dsn, strings.Replace(strings.Replace(createPrices, "CREATE TABLE crypto_prices", "CREATE TABLE crypto_prices_log", 1),
+		",\n  PRIMARY KEY (last_updated, coin_id, exchange_id))", ")", 1))
+	kind := "plain table"
+	if testenv.TimescaleAvailable(b, dsn) {
+		exec(b, dsn, `SELECT create_hypertable('crypto_prices_log', by_range('last_updated', INTERVAL '1 day'))`)
+		kind = "hypertable"
+	}
+	return dsn, kind
+}
+
+func countTable(b *testing.B, dsn, table string) int {
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }

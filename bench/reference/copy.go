@@ -49,7 +49,17 @@ type stats struct {
 }
 
 func (w *writer) connect(ctx context.Context) error {
-	conn, err := pgconn.Connect(ctx, w.dsn)
+	cfg, err := pgconn.ParseConfig(w.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	// Offsets are committed after the write, so the write's commit must
+	// survive a crash of the database, whatever the server's default: the
+	// job qiflow does (its sessions set the same).
+	if _, set := cfg.RuntimeParams["synchronous_commit"]; !set {
+		cfg.RuntimeParams["synchronous_commit"] = "on"
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
