@@ -6,7 +6,6 @@ package decimal
 import (
 	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -17,67 +16,11 @@ import (
 // optional exponent ("-12.5", "0.00000001", "1e-8"). It is exact: the result
 // holds every digit given.
 func Parse(s string) (pgtype.Numeric, error) {
-	if s == "" {
-		return pgtype.Numeric{}, fmt.Errorf("empty decimal")
+	d, err := ParseString(s)
+	if err != nil {
+		return pgtype.Numeric{}, err
 	}
-	i := 0
-	neg := false
-	switch s[0] {
-	case '-':
-		neg = true
-		i++
-	case '+':
-		i++
-	}
-	var (
-		digits    = make([]byte, 0, len(s))
-		exp       int64
-		sawDigit  bool
-		sawPoint  bool
-		fracCount int64
-	)
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			sawDigit = true
-			if len(digits) > 0 || c != '0' {
-				digits = append(digits, c)
-			}
-			if sawPoint {
-				fracCount++
-			}
-		case c == '.' && !sawPoint:
-			sawPoint = true
-		case (c == 'e' || c == 'E') && sawDigit:
-			e, err := strconv.ParseInt(s[i+1:], 10, 32)
-			if err != nil {
-				return pgtype.Numeric{}, fmt.Errorf("decimal %q: bad exponent", s)
-			}
-			exp = e
-			i = len(s)
-		default:
-			return pgtype.Numeric{}, fmt.Errorf("decimal %q: unexpected %q", s, c)
-		}
-	}
-	if !sawDigit {
-		return pgtype.Numeric{}, fmt.Errorf("decimal %q: no digits", s)
-	}
-	exp -= fracCount
-	if exp < -1<<20 || exp > 1<<20 {
-		return pgtype.Numeric{}, fmt.Errorf("decimal %q: exponent out of range", s)
-	}
-	coef := new(big.Int)
-	if len(digits) <= 18 {
-		v, _ := strconv.ParseInt(string(digits), 10, 64)
-		coef.SetInt64(v)
-	} else {
-		coef.SetString(string(digits), 10)
-	}
-	if neg {
-		coef.Neg(coef)
-	}
-	return pgtype.Numeric{Int: coef, Exp: int32(exp), Valid: true}, nil
+	return d.Numeric(), nil
 }
 
 var (

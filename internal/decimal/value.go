@@ -282,7 +282,23 @@ func (d Decimal) String() string { return String(d.Numeric()) }
 // coefficient without trailing zeros and its exponent.
 func (d Decimal) AppendCanonical(b []byte) []byte {
 	if d.big != nil {
-		return append(b, Canonical(d.Numeric())...)
+		// The same form as below: the coefficient without trailing zeros.
+		coef, exp := new(big.Int).Set(d.big), int64(d.exp)
+		var q, r big.Int
+		for coef.Sign() != 0 {
+			q.QuoRem(coef, ten, &r)
+			if r.Sign() != 0 {
+				break
+			}
+			coef.Set(&q)
+			exp++
+		}
+		if coef.Sign() == 0 {
+			return append(b, '0')
+		}
+		b = coef.Append(b, 10)
+		b = append(b, 'e')
+		return strconv.AppendInt(b, exp, 10)
 	}
 	coef, exp := d.small, d.exp
 	if coef == 0 {

@@ -87,3 +87,14 @@ func TestParsingASmallDecimalAllocatesNothing(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+func TestCanonicalKeysAgreeAcrossTheInt64Boundary(t *testing.T) {
+	for _, pair := range [][2]string{{"1", "1.0000000000000000000"}, {"12345678901234567890", "1234567890123456789e1"}, {"0", "0.00000000000000000000000"}} {
+		a, err := ParseString(pair[0])
+		require.NoError(t, err)
+		b, err := ParseString(pair[1])
+		require.NoError(t, err)
+		require.Zero(t, a.Cmp(b))
+		assert.Equal(t, string(a.AppendCanonical(nil)), string(b.AppendCanonical(nil)), pair)
+	}
+}

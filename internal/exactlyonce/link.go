@@ -29,6 +29,14 @@ type Link struct {
 	wanted bool
 	store  Store
 	ready  chan struct{} // closed once store is set
+	// starts holds, per partition, the offset of the first message the
+	// input handed on in its current assignment.
+	starts map[partition]int64
+}
+
+type partition struct {
+	topic string
+	id    int32
 }
 
 type linkKey struct{ stream string }
@@ -80,6 +88,28 @@ func (l *Link) Provide(s Store) {
 		l.store = s
 		close(l.ready)
 	}
+}
+
+// Started records the offset of the first message the input hands on for a
+// partition since it was assigned. A partition the database holds no
+// offset of yet starts there: a batch that starts later, overtaking the
+// first one (a pipeline's processor threads may reorder batches), is then
+// refused rather than taken as the start.
+func (l *Link) Started(topic string, id int32, offset int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.starts == nil {
+		l.starts = map[partition]int64{}
+	}
+	l.starts[partition{topic, id}] = offset
+}
+
+// Start returns what Started recorded for the partition.
+func (l *Link) Start(topic string, id int32) (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.starts[partition{topic, id}]
+	return at, ok
 }
 
 // Store waits until the output provides its Store, or ctx ends.

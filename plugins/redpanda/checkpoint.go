@@ -68,6 +68,8 @@ type partitionWindow struct {
 	// arrive afterwards change nothing.
 	detached bool
 	paused   bool
+	// started is set once the window first hands records on.
+	started bool
 }
 
 func newPartitionWindow(limit int) *partitionWindow {

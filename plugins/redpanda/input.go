@@ -207,6 +207,12 @@ func (r *reader) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		now := time.Now()
 		tp, w, recs, wake := r.nextLocked(now)
 		if recs != nil {
+			if !w.started {
+				w.started = true
+				if r.link.Wanted() {
+					r.link.Started(tp.topic, tp.partition, recs[0].Offset)
+				}
+			}
 			if w.paused && len(w.buffered) < r.bufferLimit()/2 {
 				r.resumeLocked(map[string][]int32{tp.topic: {tp.partition}}, w)
 			}

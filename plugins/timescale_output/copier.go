@@ -172,6 +172,17 @@ type isolation struct {
 	unknownAfter int
 }
 
+// asRowFault is an error with a SQLSTATE qiflow does not know, which
+// persisted through retries, taken for the fault of the row that meets it
+// alone: a BUSINESS error, dead-lettered.
+func asRowFault(classified *result.Error, retries int) *result.Error {
+	isolated := *classified
+	isolated.Category, isolated.Transient = result.Business, false
+	isolated.Message = fmt.Sprintf("%s (SQLSTATE %s is unknown to qiflow; it persisted through %d retries and this row fails alone)",
+		classified.Message, classified.Code, retries)
+	return &isolated
+}
+
 // writeIsolating writes rows. When the database rejects the batch for a
 // BUSINESS reason it splits the batch until each rejected row stands alone,
 // writes the rest, and records the rejected rows in failed. Rows written are
@@ -189,11 +200,7 @@ func (c *copier) writeIsolating(ctx context.Context, rows []row, failed map[int]
 	switch {
 	case classified.Action() == result.DeadLetter:
 	case iso.unknownAfter > 0 && result.UnknownSQLSTATE(err):
-		isolated := *classified
-		isolated.Category, isolated.Transient = result.Business, false
-		isolated.Message = fmt.Sprintf("%s (SQLSTATE %s is unknown to qiflow; it persisted through %d retries and this row fails alone)",
-			classified.Message, classified.Code, iso.unknownAfter)
-		classified = &isolated
+		classified = asRowFault(classified, iso.unknownAfter)
 	default:
 		return err
 	}
@@ -376,20 +383,29 @@ func (c *copier) stageAndInsertTx(ctx context.Context, rows []row, unlimited boo
 		return staged{}, fmt.Errorf("acquire a connection: %w", err)
 	}
 	defer conn.Release()
-	if err := c.ensureStage(ctx, conn.Conn()); err != nil {
-		return staged{}, err
-	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return staged{}, fmt.Errorf("begin staged upsert: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+		return staged{}, fmt.Errorf("set synchronous_commit: %w", err)
+	}
+	if err := c.ensureStage(ctx, tx); err != nil {
+		return staged{}, err
+	}
 	if unlimited {
 		if _, err := tx.Exec(ctx, liftDecompressionLimit); err != nil {
 			return staged{}, fmt.Errorf("lift the decompression limit: %w", err)
 		}
 	}
 	if _, err := copyRows(ctx, tx.Conn().PgConn(), c.copyStage, rows); err != nil {
+		if isUndefinedTable(err) {
+			// The session lost its staging table: a pooler in transaction
+			// mode moved the connection. The next attempt creates it anew.
+			delete(conn.Conn().PgConn().CustomData(), c.stage.Sanitize())
+			err = &pgconn.PgError{Code: "40001", Message: "the staging table is gone from the session: " + err.Error()}
+		}
 		return staged{}, fmt.Errorf("copy into staging table for %s: %w", c.target.Sanitize(), err)
 	}
 	var w staged
@@ -416,18 +432,34 @@ func (c *copier) stageAndInsertTx(ctx context.Context, rows []row, unlimited boo
 // The table lives as long as the session, so it is created once per
 // connection, not per transaction (a CREATE … IF NOT EXISTS in each also
 // sent a notice back every time).
-func (c *copier) ensureStage(ctx context.Context, conn *pgx.Conn) error {
-	created := conn.PgConn().CustomData()
+//
+// In a transaction, the mark is set before the transaction commits: should
+// it roll back, the table is gone and the mark is wrong, and the next COPY
+// into it, meeting 42P01, clears the mark (stageAndInsertTx).
+func (c *copier) ensureStage(ctx context.Context, db stageCreator) error {
+	created := db.Conn().PgConn().CustomData()
 	if created[c.stage.Sanitize()] != nil {
 		return nil
 	}
 	for _, statement := range c.createStage {
-		if _, err := conn.Exec(ctx, statement); err != nil {
+		if _, err := db.Exec(ctx, statement); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
 	}
 	created[c.stage.Sanitize()] = true
 	return nil
+}
+
+// stageCreator is a connection or a transaction on one.
+type stageCreator interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Conn() *pgx.Conn
+}
+
+// isUndefinedTable matches SQLSTATE 42P01.
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // prepareStages creates the staging table on up to n connections of the
@@ -447,7 +479,7 @@ func (c *copier) prepareStages(ctx context.Context, n int) {
 			return
 		}
 		conns = append(conns, conn)
-		if c.ensureStage(ctx, conn.Conn()) != nil {
+		if c.ensureStage(ctx, conn) != nil {
 			return
 		}
 	}

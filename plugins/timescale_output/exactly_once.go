@@ -96,13 +96,14 @@ func (o *output) NextOffsets(ctx context.Context, group, topic string, partition
 	return next, nil
 }
 
-// partitionRange is the messages of one partition in a batch: the first and
-// last offsets, and, once the offsets row is read, from which offset on
-// they are written (keepFrom > last: none).
+// partitionRange is the messages of one partition in a batch: the lowest
+// and highest offsets, how many there are, and, once the offsets row is
+// read, from which offset on they are written (keepFrom > last: none).
 type partitionRange struct {
 	topic       string
 	partition   int32
 	first, last int64
+	count       int64
 	keepFrom    int64
 }
 
@@ -113,9 +114,12 @@ type position struct {
 }
 
 // batchPositions reads each message's topic, partition and offset, as the
-// redpanda input sets them, and checks that each partition's offsets rise
-// through the batch. It returns the partitions sorted by topic and
-// partition, the order their offsets rows are locked in.
+// redpanda input sets them, and returns the batch's partitions, sorted by
+// topic and partition (the order their offsets rows are locked in). The
+// messages of a partition may come in any order (a pipeline's processor
+// threads may swap two input batches); what matters is that together they
+// are every offset from the lowest to the highest, which lockOffsets
+// checks.
 func batchPositions(batch service.MessageBatch) ([]partitionRange, []position, error) {
 	type tp struct {
 		topic     string
@@ -138,12 +142,9 @@ func batchPositions(batch service.MessageBatch) ([]partitionRange, []position, e
 			at = len(parts)
 			index[key] = at
 			parts = append(parts, partitionRange{topic: topic, partition: int32(partition), first: offset, last: offset})
-		} else if offset <= parts[at].last {
-			return nil, nil, result.New(result.System, "offsets_out_of_order",
-				fmt.Sprintf("exactly_once: offset %d of %s/%d follows offset %d in one batch; a processor reordered or duplicated messages", offset, topic, partition, parts[at].last))
-		} else {
-			parts[at].last = offset
 		}
+		p := &parts[at]
+		p.first, p.last, p.count = min(p.first, offset), max(p.last, offset), p.count+1
 		positions[i] = position{part: at, offset: offset}
 	}
 	// Sort the ranges, and renumber the positions to match.
@@ -207,6 +208,10 @@ type errGap struct {
 }
 
 func (e *errGap) Error() string {
+	if e.next >= e.part.first {
+		return fmt.Sprintf("exactly_once: the batch holds %d messages of %s/%d between offsets %d and %d, not all of them; waiting for the rest",
+			e.part.count, e.part.topic, e.part.partition, e.part.first, e.part.last)
+	}
 	return fmt.Sprintf("exactly_once: %s/%d continues at offset %d in the database, but the batch starts at %d; waiting for the messages between",
 		e.part.topic, e.part.partition, e.next, e.part.first)
 }
@@ -260,10 +265,11 @@ func (o *output) writeExactlyOnce(ctx context.Context, cp *copier, batch service
 	defer enc.release()
 	rows := enc.finish()
 
-	retries, isolate := 0, false
+	retries, unknown := 0, 0
+	var iso exactlyOnceIsolation
 	for {
 		failed := maps.Clone(decodeFailed)
-		stats, err := o.writeWithOffsets(ctx, cp, group, batch, parts, positions, rows, failed, isolate)
+		stats, err := o.writeWithOffsets(ctx, cp, group, batch, parts, positions, rows, failed, iso)
 		if err == nil {
 			for _, p := range parts {
 				o.gaps.note(p, false)
@@ -293,9 +299,17 @@ func (o *output) writeExactlyOnce(ctx context.Context, cp *copier, batch service
 		case classified.Action() == result.Stop:
 			o.stop(result.Wrap(classified.Category, classified.Code, err, "write "+o.conf.table.Sanitize()))
 			return err
-		case classified.Action() == result.DeadLetter && !isolate:
-			isolate = true // redo the transaction, isolating the rows at fault
+		case classified.Action() == result.DeadLetter && !iso.rows:
+			iso.rows = true // redo the transaction, isolating the rows at fault
 			continue
+		case result.UnknownSQLSTATE(err) && !iso.unknown:
+			if unknown++; unknown > unknownRetries {
+				// As WriteBatch does: the server answers, so an error that
+				// persists is taken for the rows' fault (unknownRetries).
+				iso.rows, iso.unknown = true, true
+				o.log.Warnf("Isolating the rows of %s that fail with SQLSTATE %s after %d retries: %v", o.conf.table.Sanitize(), classified.Code, unknownRetries, err)
+				continue
+			}
 		}
 		retries++
 		wait := backoff(retries, o.conf.retryInitial, o.conf.retryMax)
@@ -307,12 +321,21 @@ func (o *output) writeExactlyOnce(ctx context.Context, cp *copier, batch service
 	}
 }
 
+// exactlyOnceIsolation says how a transaction treats rows the database
+// rejects.
+type exactlyOnceIsolation struct {
+	// rows: each rejected row is found with savepoints and dead-lettered;
+	// otherwise the first rejection fails the transaction.
+	rows bool
+	// unknown: a SQLSTATE qiflow does not know counts as a rejection.
+	unknown bool
+}
+
 // writeWithOffsets is one transaction of an exactly-once write. failed
 // holds the messages that failed to decode, and receives those the
-// database rejects (isolate: each rejected row is found with savepoints;
-// otherwise the first rejection fails the transaction).
+// database rejects (see exactlyOnceIsolation).
 func (o *output) writeWithOffsets(ctx context.Context, cp *copier, group string, batch service.MessageBatch,
-	parts []partitionRange, positions []position, rows []row, failed map[int]error, isolate bool,
+	parts []partitionRange, positions []position, rows []row, failed map[int]error, iso exactlyOnceIsolation,
 ) (exactlyOnceStats, error) {
 	var stats exactlyOnceStats
 	conn, err := cp.pool.Acquire(ctx)
@@ -325,6 +348,17 @@ func (o *output) writeWithOffsets(ctx context.Context, cp *copier, group string,
 		return stats, fmt.Errorf("begin exactly-once write: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// A durable commit whatever the server's default or a pooler's session
+	// state; and a member stalled inside this transaction (a GC or VM pause)
+	// holds its partitions' offsets rows for at most 30 s before the server
+	// ends its session, so the member that took its partitions over waits
+	// no longer than that.
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+		return stats, fmt.Errorf("set synchronous_commit: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = '30s'"); err != nil {
+		return stats, fmt.Errorf("set idle_in_transaction_session_timeout: %w", err)
+	}
 	if o.conf.directCompress {
 		if _, err := tx.Exec(ctx, "SET LOCAL timescaledb.enable_direct_compress_copy = on"); err != nil {
 			return stats, fmt.Errorf("enable direct compress: %w", err)
@@ -351,7 +385,7 @@ func (o *output) writeWithOffsets(ctx context.Context, cp *copier, group string,
 		}
 	}
 	if len(write) > 0 {
-		if err := copyInTx(ctx, tx, cp.copyTarget, write, failed, &stats, isolate); err != nil {
+		if err := copyInTx(ctx, tx, cp.copyTarget, write, failed, &stats, iso); err != nil {
 			return stats, err
 		}
 	}
@@ -376,14 +410,20 @@ func (o *output) writeWithOffsets(ctx context.Context, cp *copier, group string,
 func (o *output) lockOffsets(ctx context.Context, tx pgx.Tx, group string, parts []partitionRange) error {
 	topics := make([]string, len(parts))
 	partitions := make([]int32, len(parts))
-	firsts := make([]int64, len(parts))
+	starts := make([]int64, len(parts))
 	for i, p := range parts {
-		topics[i], partitions[i], firsts[i] = p.topic, p.partition, p.first
+		topics[i], partitions[i], starts[i] = p.topic, p.partition, p.first
+		// A partition's first row starts where the input started it, so
+		// that a batch that overtook the first is refused, not taken as
+		// the start (exactlyonce.Link.Started).
+		if at, ok := o.link.Start(p.topic, p.partition); ok && at < p.first {
+			starts[i] = at
+		}
 	}
 	table := o.conf.offsetsTable.Sanitize()
 	_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (consumer_group, topic, partition, next_offset)
 SELECT $1, t, p, f FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, f)
-ON CONFLICT DO NOTHING`, table), group, topics, partitions, firsts)
+ON CONFLICT DO NOTHING`, table), group, topics, partitions, starts)
 	if err != nil {
 		return fmt.Errorf("record offsets in %s: %w", table, err)
 	}
@@ -400,9 +440,13 @@ ORDER BY u.i FOR UPDATE OF o`, table), group, topics, partitions)
 	if len(next) != len(parts) {
 		return fmt.Errorf("lock offsets in %s: %d rows for %d partitions", table, len(next), len(parts))
 	}
-	for i := range parts {
-		if next[i] < parts[i].first {
-			return &errGap{part: parts[i], next: next[i]}
+	for i, p := range parts {
+		if next[i] < p.first {
+			return &errGap{part: p, next: next[i]}
+		}
+		// The messages to write, next[i] to last, must all be here.
+		if kept := p.last - next[i] + 1; kept > 0 && p.last-p.first+1 != p.count {
+			return &errGap{part: p, next: next[i]}
 		}
 		parts[i].keepFrom = next[i]
 	}
@@ -432,12 +476,12 @@ WHERE o.consumer_group = $1 AND o.topic = u.t AND o.partition = u.p`, table), gr
 	return nil
 }
 
-// copyInTx COPYs rows inside tx. With isolate, each COPY runs under a
+// copyInTx COPYs rows inside tx. With iso.rows, each COPY runs under a
 // savepoint, and a COPY the database rejects for a row's fault is split
 // until each rejected row stands alone, recorded in failed; the rest are
 // written. Without, any error is returned.
-func copyInTx(ctx context.Context, tx pgx.Tx, statement string, rows []row, failed map[int]error, stats *exactlyOnceStats, isolate bool) error {
-	if !isolate {
+func copyInTx(ctx context.Context, tx pgx.Tx, statement string, rows []row, failed map[int]error, stats *exactlyOnceStats, iso exactlyOnceIsolation) error {
+	if !iso.rows {
 		n, err := copyRows(ctx, tx.Conn().PgConn(), statement, rows)
 		stats.inserted += n
 		return err
@@ -455,7 +499,11 @@ func copyInTx(ctx context.Context, tx pgx.Tx, statement string, rows []row, fail
 		return fmt.Errorf("%w (and rolling back to the savepoint: %v)", err, rerr)
 	}
 	classified := result.Classify(err)
-	if classified.Action() != result.DeadLetter {
+	switch {
+	case classified.Action() == result.DeadLetter:
+	case iso.unknown && result.UnknownSQLSTATE(err):
+		classified = asRowFault(classified, unknownRetries)
+	default:
 		return err
 	}
 	if len(rows) == 1 {
@@ -463,24 +511,8 @@ func copyInTx(ctx context.Context, tx pgx.Tx, statement string, rows []row, fail
 		return nil
 	}
 	mid := len(rows) / 2
-	if err := copyInTx(ctx, tx, statement, rows[:mid], failed, stats, true); err != nil {
+	if err := copyInTx(ctx, tx, statement, rows[:mid], failed, stats, iso); err != nil {
 		return err
 	}
-	return copyInTx(ctx, tx, statement, rows[mid:], failed, stats, true)
-}
-
-// writeDeadLetters sends the failed messages to the dead-letter output.
-func (o *output) writeDeadLetters(ctx context.Context, batch service.MessageBatch, failed map[int]error) error {
-	indexes := slices.Sorted(maps.Keys(failed))
-	letters := make(service.MessageBatch, 0, len(indexes))
-	for _, i := range indexes {
-		letters = append(letters, deadLetter(batch[i], failed[i]))
-	}
-	if err := o.deadLetter.WriteBatch(ctx, letters); err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return fmt.Errorf("write dead letters: %w", err)
-	}
-	return nil
+	return copyInTx(ctx, tx, statement, rows[mid:], failed, stats, iso)
 }

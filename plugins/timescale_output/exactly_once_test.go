@@ -12,23 +12,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/qicore/qiflow/internal/schema"
 	"github.com/qicore/qiflow/internal/testenv"
 )
 
 // logDatabase returns a fresh database with the exactly-once example's
 // table, crypto_prices_log: no key.
 func logDatabase(t testing.TB) string {
-	t.Helper()
-	dsn := testenv.Database(t)
-	spec, err := schema.Load("../../pipelines/examples/prices_exactly_once.schema.yaml")
-	require.NoError(t, err)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	_, err = schema.Apply(context.Background(), conn, spec, schema.ApplyOptions{})
-	require.NoError(t, err)
-	return dsn
+	return databaseWith(t, "../../pipelines/examples/prices_exactly_once.schema.yaml")
 }
 
 // exactlyOnceOutput connects an exactly-once output for group, with its
@@ -113,6 +103,33 @@ func TestExactlyOnceWritesEachOffsetOnceThroughReplaysAndOverlaps(t *testing.T) 
 	assert.Equal(t, 170, count(t, dsn, "crypto_prices_log"))
 	assert.Equal(t, "170", nextOffset(t, dsn, "g"))
 	assert.Empty(t, broker.ConsumeAll(t, "crypto-prices.dlq"))
+}
+
+func TestExactlyOnceTakesBatchesInAnyOrderButNeverWithAHole(t *testing.T) {
+	dsn := logDatabase(t)
+	broker := testenv.NewBroker(t, testenv.WithTopics(1, "crypto-prices.dlq"))
+	o := exactlyOnceOutput(t, dsn, broker, "g")
+	ctx := context.Background()
+	var gap *errGap
+
+	// The input started the partition at 0; a batch that overtook the
+	// first (processor threads) is refused, not taken as the start.
+	o.link.Started("crypto-prices", 0, 0)
+	require.ErrorAs(t, o.WriteBatch(ctx, loggedRange(100, 200)), &gap)
+	assert.Equal(t, int64(0), gap.next)
+	require.NoError(t, o.WriteBatch(ctx, loggedRange(0, 100)))
+	require.NoError(t, o.WriteBatch(ctx, loggedRange(100, 200)), "its replay, after the first, is written")
+	assert.Equal(t, 200, count(t, dsn, "crypto_prices_log"))
+
+	// Two input batches swapped inside one output batch are fine…
+	swapped := append(loggedRange(250, 300), loggedRange(200, 250)...)
+	require.NoError(t, o.WriteBatch(ctx, swapped))
+	assert.Equal(t, "300", nextOffset(t, dsn, "g"))
+	// …but a batch that lacks some of its offsets is refused.
+	holed := append(loggedRange(300, 320), loggedRange(330, 350)...)
+	require.ErrorAs(t, o.WriteBatch(ctx, holed), &gap)
+	assert.Equal(t, 300, count(t, dsn, "crypto_prices_log"))
+	assert.Equal(t, "300", nextOffset(t, dsn, "g"))
 }
 
 func TestExactlyOnceDeadLettersAdvanceTheOffsetInTheSameStep(t *testing.T) {

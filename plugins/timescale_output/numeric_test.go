@@ -9,11 +9,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/decimal"
+	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/testenv"
 )
 
@@ -102,4 +104,45 @@ func TestBinaryCopyRoundTripsThroughPostgreSQL(t *testing.T) {
 		assert.Equal(t, decimal.String(n), texts[i][0], "%s keeps its digits and scale", c)
 		assert.Equal(t, wantExtra, texts[i][1])
 	}
+}
+
+// TestAValuePgxCannotEncodeFailsItsMessageAlone writes through the mapping
+// path into a uuid column, which pgx encodes: a bad uuid after a good row
+// is that message's BUSINESS failure (it crashed the process before: the
+// batch's buffer was lost).
+func TestAValuePgxCannotEncodeFailsItsMessageAlone(t *testing.T) {
+	dsn := testenv.Database(t)
+	exec(t, dsn, "CREATE TABLE ids (id uuid PRIMARY KEY, n int4 NOT NULL)")
+	o := newOutput(t, fmt.Sprintf("dsn: %q\ntable: ids\nmapping: 'root = this'\n", dsn))
+	batch := service.MessageBatch{
+		service.NewMessage([]byte(`{"id":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","n":1}`)),
+		service.NewMessage([]byte(`{"id":"not-a-uuid","n":2}`)),
+		service.NewMessage([]byte(`{"id":"b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","n":3}`)),
+	}
+	failed := write(t, o, batch)
+	require.Len(t, failed, 1)
+	assert.Contains(t, failed[1].Error(), "column id uuid")
+	assert.Equal(t, []string{"1", "3"}, queryStrings(t, dsn, "SELECT n::text FROM ids ORDER BY n"))
+}
+
+// TestDomainColumnsAreWrittenAsTheirBaseType writes into columns of domain
+// types, which are encoded as their base types and keep their checks.
+func TestDomainColumnsAreWrittenAsTheirBaseType(t *testing.T) {
+	dsn := testenv.Database(t)
+	exec(t, dsn, `CREATE DOMAIN positive_price AS numeric(20,8) CHECK (VALUE > 0);
+CREATE DOMAIN tick_time AS timestamptz NOT NULL;
+CREATE DOMAIN small_count AS int4;
+CREATE TABLE ticks (at tick_time PRIMARY KEY, price positive_price, n small_count)`)
+	o := newOutput(t, fmt.Sprintf("dsn: %q\ntable: ticks\nmapping: 'root = this'\n", dsn))
+	batch := service.MessageBatch{
+		service.NewMessage([]byte(`{"at":"2026-11-26T12:00:00Z","price":"67234.12345678","n":7}`)),
+		service.NewMessage([]byte(`{"at":"2026-11-26T12:00:01Z","price":"-1","n":8}`)),
+		service.NewMessage([]byte(`{"at":"2026-11-26T12:00:02Z","price":"1.123456789","n":9}`)),
+	}
+	failed := write(t, o, batch)
+	require.Len(t, failed, 2)
+	assert.Equal(t, "23514", result.Classify(failed[1]).Code, "the domain's CHECK applies")
+	assert.Contains(t, failed[2].Error(), "more than 8 decimal places", "the base type's scale applies")
+	assert.Equal(t, []string{"2026-11-26 12:00:00+00|67234.12345678|7"},
+		queryStrings(t, dsn, "SELECT concat_ws('|', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00', price, n) FROM ticks"))
 }

@@ -386,8 +386,17 @@ func (c outputConfig) poolConfig() (*pgxpool.Config, error) {
 	// rows vanish while the input has moved past them. A server tuned with
 	// synchronous_commit = off loses the last commits of a crash, so
 	// qiflow's own sessions turn it on, unless the connection string sets it.
+	//
+	// It is set with SET after connecting rather than as a startup
+	// parameter, which PgBouncer refuses; the write transactions also set
+	// it with SET LOCAL.
 	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
-		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			if _, err := conn.Exec(ctx, "SET synchronous_commit = on"); err != nil {
+				return fmt.Errorf("set synchronous_commit: %w", err)
+			}
+			return nil
+		}
 	}
 	return cfg, nil
 }
@@ -718,6 +727,21 @@ func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch,
 		}
 		return batchErr
 	}
+	if err := o.writeDeadLetters(ctx, batch, failed); err != nil {
+		batchErr := service.NewBatchError(batch, err)
+		for _, i := range indexes {
+			batchErr.Failed(i, err)
+		}
+		return batchErr
+	}
+	o.metrics.deadLettered.Incr(int64(len(indexes)))
+	return nil
+}
+
+// writeDeadLetters sends the failed messages, in batch order, to the
+// dead-letter output.
+func (o *output) writeDeadLetters(ctx context.Context, batch service.MessageBatch, failed map[int]error) error {
+	indexes := slices.Sorted(maps.Keys(failed))
 	letters := make(service.MessageBatch, 0, len(indexes))
 	for _, i := range indexes {
 		letters = append(letters, deadLetter(batch[i], failed[i]))
@@ -727,13 +751,8 @@ func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch,
 		if ctx.Err() != nil {
 			err = context.Cause(ctx) // errDraining, when the stop cut the wait
 		}
-		batchErr := service.NewBatchError(batch, fmt.Errorf("write dead letters: %w", err))
-		for _, i := range indexes {
-			batchErr.Failed(i, err)
-		}
-		return batchErr
+		return fmt.Errorf("write dead letters: %w", err)
 	}
-	o.metrics.deadLettered.Incr(int64(len(indexes)))
 	return nil
 }
 

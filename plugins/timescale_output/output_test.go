@@ -24,9 +24,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // database returns a fresh database with the shipped schema applied.
 func database(t testing.TB) string {
+	return databaseWith(t, "../../pipelines/schema.yaml")
+}
+
+// databaseWith returns a fresh database with the schema spec at path
+// applied.
+func databaseWith(t testing.TB, path string) string {
 	t.Helper()
 	dsn := testenv.Database(t)
-	spec, err := schema.Load("../../pipelines/schema.yaml")
+	spec, err := schema.Load(path)
 	require.NoError(t, err)
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)

@@ -91,11 +91,12 @@ func (e *encodedBatch) add(index int, columns []column, key []keyPart) error {
 	start := len(e.buf)
 	e.buf = appendTupleHeader(e.buf, len(columns))
 	for j, col := range columns {
-		var err error
-		if e.buf, err = appendField(e.buf, col, &e.cells[j]); err != nil {
+		buf, err := appendField(e.buf, col, &e.cells[j])
+		if err != nil {
 			e.buf = e.buf[:start]
 			return err
 		}
+		e.buf = buf
 	}
 	keyAt := len(e.buf)
 	for _, k := range key {

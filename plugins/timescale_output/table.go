@@ -11,6 +11,9 @@ import (
 )
 
 // column is one column of the target table, as the catalog describes it.
+// A column of a domain type is described by the domain's base type, which
+// is what its values are encoded as; the domain's own checks apply on
+// write.
 type column struct {
 	name       string
 	typeOID    uint32
@@ -59,8 +62,12 @@ func loadTable(ctx context.Context, pool querier, ident pgx.Identifier) (*table,
 	}
 	t := &table{ident: ident, columns: map[string]column{}}
 	rows, err := pool.Query(ctx, `
-SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), a.atttypmod, a.attnotnull, a.atthasdef
-FROM pg_attribute a
+SELECT a.attname,
+  CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+  CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) ELSE format_type(a.atttypid, a.atttypmod) END,
+  CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+  a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), a.atthasdef
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, *oid)
 	if err != nil {
