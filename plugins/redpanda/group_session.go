@@ -28,6 +28,9 @@ import (
 //   - onAssigned, onRevoked and onLost run in franz-go's group goroutine,
 //     one at a time, never during a poll (see above).
 //   - ReadBatch and the ack functions run in Benthos's goroutines.
+//   - adjustOffsets (start_offsets.go) runs in franz-go's group session
+//     goroutine, after onAssigned and before the assignment is fetched; it
+//     reads the database without mu and records dbStarts under it.
 //
 // Lock order: r.mu is taken before franz-go's pause lock, never after.
 // PauseFetchPartitions and ResumeFetchPartitions take only franz-go's leaf

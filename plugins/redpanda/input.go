@@ -58,6 +58,9 @@ type reader struct {
 	// link is shared with a timescale output in exactly-once mode, which
 	// keeps the offsets partitions start from (adjustOffsets).
 	link *exactlyonce.Link
+	// dbStarts holds, guarded by mu, the offset each partition of the
+	// current assignment was started at from the database.
+	dbStarts map[topicPartition]int64
 }
 
 func newReader(conf readerConfig, mgr *service.Resources) *reader {
@@ -209,6 +212,13 @@ func (r *reader) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		if recs != nil {
 			if !w.started {
 				w.started = true
+				if want, ok := r.dbStarts[tp]; ok && recs[0].Offset < want {
+					r.mu.Unlock()
+					r.halt(result.New(result.System, "offsets_reset", fmt.Sprintf(
+						"%s/%d was started at offset %d, where the database's exactly-once offsets say, but its first message is at %d: the topic was recreated or truncated, and messages below %d would be taken for written. Delete the partition's row in the offsets table to consume it from the start",
+						tp.topic, tp.partition, want, recs[0].Offset, want)))
+					return nil, nil, service.ErrEndOfInput
+				}
 				if r.link.Wanted() {
 					r.link.Started(tp.topic, tp.partition, recs[0].Offset)
 				}

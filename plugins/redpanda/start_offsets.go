@@ -22,7 +22,10 @@ const startOffsetsRetry = time.Second
 // fetch of the new assignment, in the group session's goroutine while
 // heartbeats go on; ctx ends when the session does. A database that does
 // not answer is retried until it does or the session ends: consuming from
-// the group's offset instead could write a message twice.
+// the group's offset instead could write a message twice. Should the first
+// message then come from below the database's offset (the topic was
+// recreated or truncated, and franz-go reset the position), ReadBatch
+// stops the stream: those messages would be taken for written.
 func (r *reader) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	if !r.link.Wanted() {
 		return offsets, nil
@@ -49,12 +52,19 @@ func (r *reader) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 			case <-time.After(startOffsetsRetry):
 			}
 		}
+		r.mu.Lock()
+		if r.dbStarts == nil {
+			r.dbStarts = map[topicPartition]int64{}
+		}
 		for _, p := range ids {
+			delete(r.dbStarts, topicPartition{topic, p})
 			if at, ok := next[p]; ok {
 				partitions[p] = kgo.NewOffset().At(at).WithEpoch(-1)
+				r.dbStarts[topicPartition{topic, p}] = at
 				r.log.Infof("Starting %s/%d at offset %d, the database's", topic, p, at)
 			}
 		}
+		r.mu.Unlock()
 	}
 	return offsets, nil
 }
