@@ -59,11 +59,19 @@ func (r *reader) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		for _, p := range ids {
 			delete(r.dbStarts, topicPartition{topic, p})
 			if at, ok := next[p]; ok {
+				tp := topicPartition{topic, p}
 				partitions[p] = kgo.NewOffset().At(at).WithEpoch(-1)
-				r.dbStarts[topicPartition{topic, p}] = at
+				r.dbStarts[tp] = at
+				// The group's commit follows the database's at once, so
+				// that lag monitoring shows no lag the database has not:
+				// with nothing new to consume, no ack would ever move it.
+				if w, ok := r.windows[tp]; ok && w.committable.Offset < at {
+					w.committable = kgo.EpochOffset{Epoch: -1, Offset: at}
+				}
 				r.log.Infof("Starting %s/%d at offset %d, the database's", topic, p, at)
 			}
 		}
+		r.requestCommit()
 		r.mu.Unlock()
 	}
 	return offsets, nil

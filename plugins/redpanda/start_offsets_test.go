@@ -109,3 +109,17 @@ func TestAPositionResetBelowTheDatabasesOffsetStopsTheStream(t *testing.T) {
 	assert.Empty(t, offsetsWritten.offsets, "nothing is handed on to be skipped")
 	offsetsWritten.Unlock()
 }
+
+func TestTheGroupsCommitFollowsTheDatabaseWithNothingToConsume(t *testing.T) {
+	// The database holds every message already (a crash after the write,
+	// before the group's commit): the group is committed to its offset at
+	// once, so that lag monitoring shows no lag.
+	s, broker := runWithDatabaseOffsets(t, databaseOffsets{0: 100})
+	require.Eventually(t, func() bool {
+		return broker.CommittedOffsets(t, "g", "ticks")[0] == 100
+	}, 30*time.Second, 50*time.Millisecond, "the group stays behind the database:\n%s", s.logs)
+	offsetsWritten.Lock()
+	assert.Empty(t, offsetsWritten.offsets)
+	offsetsWritten.Unlock()
+	require.NoError(t, s.stop(t))
+}
