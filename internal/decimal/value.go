@@ -164,15 +164,6 @@ func (d Decimal) Numeric() pgtype.Numeric {
 	return pgtype.Numeric{Int: big.NewInt(d.small), Exp: d.exp, Valid: true}
 }
 
-// bigInt returns the coefficient as a big.Int, which the caller must not
-// modify when d holds one.
-func (d Decimal) bigInt() *big.Int {
-	if d.big != nil {
-		return d.big
-	}
-	return big.NewInt(d.small)
-}
-
 // Sign returns -1, 0 or +1.
 func (d Decimal) Sign() int {
 	switch {

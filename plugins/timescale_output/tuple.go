@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -142,8 +141,6 @@ func encodeWithPgx(buf []byte, col column, v any) ([]byte, error) {
 	}
 	return out, nil
 }
-
-func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
 
 // streams holds the buffers copyRows builds its COPY data in.
 var streams = sync.Pool{New: func() any { return new([]byte) }}
