@@ -388,9 +388,6 @@ func (c *copier) stageAndInsertTx(ctx context.Context, rows []row, unlimited boo
 		return staged{}, fmt.Errorf("begin staged upsert: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
-		return staged{}, fmt.Errorf("set synchronous_commit: %w", err)
-	}
 	if err := c.ensureStage(ctx, tx); err != nil {
 		return staged{}, err
 	}

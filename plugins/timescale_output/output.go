@@ -388,8 +388,9 @@ func (c outputConfig) poolConfig() (*pgxpool.Config, error) {
 	// qiflow's own sessions turn it on, unless the connection string sets it.
 	//
 	// It is set with SET after connecting rather than as a startup
-	// parameter, which PgBouncer refuses; the write transactions also set
-	// it with SET LOCAL.
+	// parameter, which PgBouncer refuses (session pooling keeps it, as it
+	// keeps the staging table); exactly-once transactions also set it with
+	// SET LOCAL.
 	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
 		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 			if _, err := conn.Exec(ctx, "SET synchronous_commit = on"); err != nil {
