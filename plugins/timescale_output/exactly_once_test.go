@@ -220,3 +220,30 @@ output:
 		assert.Contains(t, err.Error(), tt.want)
 	}
 }
+
+func TestDirectCompressWritesEveryRowIntoTheColumnstore(t *testing.T) {
+	dsn := logDatabase(t)
+	testenv.RequireTimescale(t, dsn)
+	broker := testenv.NewBroker(t, testenv.WithTopics(1, "crypto-prices.dlq"))
+	o := newOutput(t, fmt.Sprintf(`
+dsn: %q
+table: crypto_prices_log
+format: price
+exactly_once: true
+direct_compress: true
+max_in_flight: 1
+dead_letter:
+  redpanda:
+    seed_brokers: [ %q ]
+    topic: crypto-prices.dlq
+`, dsn, broker.SeedList()))
+	o.link.SetGroup("g")
+	require.NoError(t, o.WriteBatch(context.Background(), loggedRange(0, 3000)))
+	require.NoError(t, o.WriteBatch(context.Background(), loggedRange(0, 3000)), "a replay")
+
+	assert.Equal(t, 3000, count(t, dsn, "crypto_prices_log"))
+	assert.Equal(t, "3000", nextOffset(t, dsn, "g"))
+	assert.Equal(t, []string{"true"}, queryStrings(t, dsn,
+		"SELECT bool_and(is_compressed)::text FROM timescaledb_information.chunks WHERE hypertable_name = 'crypto_prices_log'"),
+		"the rows went straight into compressed chunks")
+}
