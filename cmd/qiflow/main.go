@@ -16,12 +16,17 @@ import (
 
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/plugins/devcmd"
+	"github.com/qicore/qiflow/plugins/dlq"
 	exchangerouter "github.com/qicore/qiflow/plugins/exchange_router"
 	_ "github.com/qicore/qiflow/plugins/external"
 	hypertableadmin "github.com/qicore/qiflow/plugins/hypertable_admin"
 	_ "github.com/qicore/qiflow/plugins/market_data"
+	"github.com/qicore/qiflow/plugins/mcp"
 	_ "github.com/qicore/qiflow/plugins/prometheus"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
+	"github.com/qicore/qiflow/plugins/replay"
+	_ "github.com/qicore/qiflow/plugins/schema_registry"
+	_ "github.com/qicore/qiflow/plugins/timescale_input"
 	_ "github.com/qicore/qiflow/plugins/timescale_output"
 )
 
@@ -64,6 +69,9 @@ func main() {
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),
 		service.CLIOptAddCommand(devcmd.CLICommand()),
 		service.CLIOptAddCommand(profileCommand()),
+		service.CLIOptAddCommand(replay.CLICommand()),
+		service.CLIOptAddCommand(dlq.CLICommand()),
+		service.CLIOptAddCommand(mcp.CLICommand()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
