@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/qicore/qiflow/internal/supervisor"
+	"github.com/qicore/qiflow/plugins/mcp"
 	"github.com/qicore/qiflow/plugins/prometheus"
 )
 
@@ -48,6 +49,9 @@ Flags:
   --drain-timeout DUR            how long a stream may take to drain (default 30s)
   --watch-debounce DUR           quiet time after a change before reloading (default 200ms)
   --watch-poll DUR               also re-read the configs this often, for file systems without change events (default 0: off)
+  --mcp-token-file FILE          serve the MCP server (docs/mcp.md) at /mcp to requests with this bearer token
+                                 (default: $QIFLOW_MCP_TOKEN; neither: no /mcp)
+  --mcp-allow-writes             enable the MCP tools that change things (schema_apply, reload)
 `
 
 // watchArgs reports whether args ask for the reload supervisor: `run` or
@@ -102,9 +106,11 @@ var errHelp = errors.New("help requested")
 func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Level, error) {
 	opts := supervisor.Options{Streams: streams, Watch: true}
 	var (
-		levelName   string
-		flagAddress *string
-		setAddress  *string
+		levelName    string
+		flagAddress  *string
+		setAddress   *string
+		mcpTokenFile string
+		mcpWrites    bool
 	)
 	durations := map[string]*time.Duration{
 		"--reload-start-timeout": &opts.StartTimeout,
@@ -126,6 +132,14 @@ func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Leve
 		}
 		switch {
 		case name == "--watch" || name == "-watch":
+		case name == "--mcp-allow-writes":
+			mcpWrites = true
+		case name == "--mcp-token-file":
+			v, err := next()
+			if err != nil {
+				return opts, 0, err
+			}
+			mcpTokenFile = v
 		case name == "-h" || name == "--help":
 			return opts, 0, errHelp
 		case name == "-c" || name == "--config":
@@ -185,6 +199,9 @@ func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Leve
 		opts.HTTPAddress = env
 	default:
 		opts.HTTPAddress = conf.address
+	}
+	if err := mcp.Mount(&opts, mcpTokenFile, mcpWrites, version); err != nil {
+		return opts, 0, err
 	}
 	if levelName == "" {
 		levelName = conf.level

@@ -56,6 +56,7 @@ func (s *Supervisor) handler() http.Handler {
 		mux.Handle("GET /metrics", s.opts.Metrics)
 		mux.Handle("GET /stats", s.opts.Metrics)
 	}
+	s.mountMCP(mux)
 	mux.HandleFunc("/", s.serveStreamEndpoint)
 	return mux
 }

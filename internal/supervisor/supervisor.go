@@ -61,6 +61,10 @@ type Options struct {
 	Metrics http.Handler
 	// EnvLookup resolves ${VAR} in configs; nil uses the environment.
 	EnvLookup func(string) (string, bool)
+	// MCP, when set, is served at /mcp to requests with the bearer token
+	// MCPToken (see mcp.go).
+	MCP      http.Handler
+	MCPToken string
 }
 
 func (o *Options) defaults() {
@@ -126,6 +130,9 @@ func New(opts Options) (*Supervisor, error) {
 	opts.defaults()
 	if len(opts.Targets) == 0 {
 		return nil, errors.New("no config file given")
+	}
+	if err := opts.checkMCP(); err != nil {
+		return nil, err
 	}
 	if !opts.Streams {
 		if len(opts.Targets) != 1 {
