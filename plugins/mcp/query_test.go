@@ -7,21 +7,25 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qicore/qiflow/internal/history"
 	"github.com/qicore/qiflow/internal/schema"
 )
 
-func TestRangeQueryTakesIdentifiersFromTheSpecAndValuesAsParameters(t *testing.T) {
+func TestRangeTakesIdentifiersFromTheSpecAndValuesAsParameters(t *testing.T) {
 	spec, err := schema.Load("../../pipelines/schema.yaml")
 	require.NoError(t, err)
-	q, err := checkRange(spec, queryRangeIn{
+	r, err := checkRange(spec, queryRangeIn{
 		Table: "crypto_ohlcv", From: "2026-12-04T10:00:00Z", To: "2026-12-04T10:05:00Z",
 		CoinID: "bitcoin'; DROP TABLE crypto_ohlcv; --", ExchangeID: "binance", Timeframe: "1m",
-		Columns: []string{"timestamp", "close", "close"}, Limit: 5, Descending: true,
+		Columns: []string{"timestamp", "close", "close"}, Limit: 5,
 	})
 	require.NoError(t, err)
-	assert.Equal(t, `SELECT "timestamp"::text, "close"::text FROM "public"."crypto_ohlcv" WHERE "timestamp" >= $1 AND "timestamp" < $2 AND "coin_id" = $3 AND "exchange_id" = $4 AND "timeframe" = $5 ORDER BY "timestamp" DESC LIMIT 6`, q.sql())
-	assert.Equal(t, []any{time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC), time.Date(2026, 12, 4, 10, 5, 0, 0, time.UTC),
-		"bitcoin'; DROP TABLE crypto_ohlcv; --", "binance", "1m"}, q.args, "a value is a parameter, whatever it holds")
+	assert.Equal(t, history.Range{
+		Table: "public.crypto_ohlcv", TimeColumn: "timestamp", Columns: []string{"timestamp", "close"},
+		From: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC), To: time.Date(2026, 12, 4, 10, 5, 0, 0, time.UTC),
+		Match: []history.Match{{Column: "coin_id", Value: "bitcoin'; DROP TABLE crypto_ohlcv; --"}, {Column: "exchange_id", Value: "binance"}, {Column: "timeframe", Value: "1m"}},
+		Limit: 6, PageSize: 6,
+	}, r, "identifiers from the spec; a value is a parameter, whatever it holds")
 
 	refusals := map[string]queryRangeIn{
 		"is not a hypertable":          {Table: `crypto_prices" --`, From: "2026-12-04T10:00:00Z", To: "2026-12-04T10:05:00Z"},

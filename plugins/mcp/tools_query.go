@@ -1,8 +1,12 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/qicore/qiflow/internal/history"
 	"github.com/qicore/qiflow/internal/schema"
 )
 
@@ -28,51 +33,40 @@ const (
 )
 
 type queryRangeIn struct {
-	Table      string   `json:"table" jsonschema:"a hypertable of schema.yaml: crypto_prices, crypto_ohlcv or crypto_market_analytics"`
-	From       string   `json:"from" jsonschema:"start of the range, RFC 3339 (inclusive), e.g. 2026-12-04T10:00:00Z"`
-	To         string   `json:"to" jsonschema:"end of the range, RFC 3339 (exclusive)"`
-	CoinID     string   `json:"coin_id,omitempty" jsonschema:"one coin, e.g. bitcoin; default all"`
-	ExchangeID string   `json:"exchange_id,omitempty" jsonschema:"one exchange, e.g. binance; default all"`
-	Timeframe  string   `json:"timeframe,omitempty" jsonschema:"crypto_ohlcv only: one timeframe (1m 5m 15m 1h 4h 1d 1w); default all"`
-	Columns    []string `json:"columns,omitempty" jsonschema:"columns to return, from the table's columns in schema.yaml; default all"`
-	Limit      int      `json:"limit,omitempty" jsonschema:"rows to return; default 100, at most 1000"`
-	Descending bool     `json:"descending,omitempty" jsonschema:"newest first; default oldest first"`
+	Table      string            `json:"table" jsonschema:"a hypertable of schema.yaml: crypto_prices, crypto_ohlcv or crypto_market_analytics"`
+	From       string            `json:"from" jsonschema:"start of the range, RFC 3339 (inclusive), e.g. 2026-12-04T10:00:00Z"`
+	To         string            `json:"to" jsonschema:"end of the range, RFC 3339 (exclusive)"`
+	CoinID     string            `json:"coin_id,omitempty" jsonschema:"one coin, e.g. bitcoin; default all"`
+	ExchangeID string            `json:"exchange_id,omitempty" jsonschema:"one exchange, e.g. binance; default all"`
+	Timeframe  string            `json:"timeframe,omitempty" jsonschema:"crypto_ohlcv only: one timeframe (1m 5m 15m 1h 4h 1d 1w); default all"`
+	Columns    []string          `json:"columns,omitempty" jsonschema:"columns to return, by their names in schema.yaml (usd_price); default all"`
+	Limit      int               `json:"limit,omitempty" jsonschema:"rows to return; default 100, at most 1000"`
+	After      *history.Position `json:"after,omitempty" jsonschema:"continue after this position: the next of a truncated answer"`
 }
 
 type queryRangeOut struct {
-	Table      string               `json:"table"`
-	TimeColumn string               `json:"time_column"`
-	Columns    []string             `json:"columns"`
-	Rows       []map[string]*string `json:"rows" jsonschema:"one object per row, column to value as PostgreSQL prints it (exact decimals, UTC timestamps); null for NULL"`
-	Limit      int                  `json:"limit"`
-	Truncated  bool                 `json:"truncated" jsonschema:"more rows are in the range than were returned: narrow the range, or continue from the last row's time"`
+	Table      string            `json:"table"`
+	TimeColumn string            `json:"time_column"`
+	Columns    []string          `json:"columns" jsonschema:"the columns returned, by their names in schema.yaml"`
+	Rows       []map[string]any  `json:"rows" jsonschema:"oldest first, one wire-format object per row (docs/wire-format.md): camelCase keys, exact decimals as strings, RFC 3339 UTC times"`
+	Limit      int               `json:"limit"`
+	Truncated  bool              `json:"truncated" jsonschema:"more rows are in the range: call again with after set to next"`
+	Next       *history.Position `json:"next,omitempty" jsonschema:"the position after the last row returned, when truncated"`
 }
 
 func (tb *toolbox) registerQueryTools(srv *mcp.Server) {
 	addTool(tb, srv, &mcp.Tool{
 		Name:        "query_range",
 		Title:       "Rows of a hypertable in a time range",
-		Description: "Read-only: the rows of one of schema.yaml's hypertables (crypto_prices, crypto_ohlcv, crypto_market_analytics) with their time column in [from, to), for one series (coin_id, exchange_id, timeframe) or all, oldest first, at most 1000 rows per call. Table and column names come only from schema.yaml; values are typed parameters. Example: what did bitcoin do on binance between 10:00 and 10:05 → table crypto_prices, coin_id bitcoin, exchange_id binance, from 2026-12-04T10:00:00Z, to 2026-12-04T10:05:00Z.",
+		Description: "Read-only: the rows of one of schema.yaml's hypertables (crypto_prices, crypto_ohlcv, crypto_market_analytics) with their time column in [from, to), for one series (coin_id, exchange_id, timeframe) or all, oldest first, at most 1000 rows per call; a truncated answer gives next, to pass as after. Table and column names come only from schema.yaml; values are typed parameters. Example: what did bitcoin do on binance between 10:00 and 10:05 → table crypto_prices, coin_id bitcoin, exchange_id binance, from 2026-12-04T10:00:00Z, to 2026-12-04T10:05:00Z.",
 		Annotations: readOnly,
 	}, tb.queryRange)
 }
 
-// rangeQuery is a checked query_range request: identifiers from the spec,
-// values as parameters.
-type rangeQuery struct {
-	table      *schema.Table
-	schemaName string
-	timeColumn string
-	columns    []string
-	where      []string
-	args       []any
-	limit      int
-	descending bool
-}
-
-// checkRange validates in against spec; every refusal names what is
-// allowed.
-func checkRange(spec *schema.Spec, in queryRangeIn) (*rangeQuery, error) {
+// checkRange validates in against spec, every refusal naming what is
+// allowed, and returns the read: identifiers only from the spec, values
+// only as parameters (internal/history binds them).
+func checkRange(spec *schema.Spec, in queryRangeIn) (history.Range, error) {
 	var tables []string
 	for _, t := range spec.Tables {
 		if t.Hypertable != nil {
@@ -81,121 +75,119 @@ func checkRange(spec *schema.Spec, in queryRangeIn) (*rangeQuery, error) {
 	}
 	t := spec.Table(in.Table)
 	if t == nil || t.Hypertable == nil {
-		return nil, fmt.Errorf("table %q is not a hypertable of %s: choose one of %s", in.Table, spec.File, strings.Join(tables, ", "))
+		return history.Range{}, fmt.Errorf("table %q is not a hypertable of %s: choose one of %s", in.Table, spec.File, strings.Join(tables, ", "))
 	}
 	limit, err := bounded("limit", in.Limit, defaultQueryRows, maxQueryRows)
 	if err != nil {
-		return nil, err
+		return history.Range{}, err
 	}
 	from, err := time.Parse(time.RFC3339Nano, in.From)
 	if err != nil {
-		return nil, fmt.Errorf("from %q: want an RFC 3339 time such as 2026-12-04T10:00:00Z", in.From)
+		return history.Range{}, fmt.Errorf("from %q: want an RFC 3339 time such as 2026-12-04T10:00:00Z", in.From)
 	}
 	to, err := time.Parse(time.RFC3339Nano, in.To)
 	if err != nil {
-		return nil, fmt.Errorf("to %q: want an RFC 3339 time such as 2026-12-04T10:05:00Z", in.To)
+		return history.Range{}, fmt.Errorf("to %q: want an RFC 3339 time such as 2026-12-04T10:05:00Z", in.To)
 	}
 	if !from.Before(to) {
-		return nil, fmt.Errorf("from %s is not before to %s", in.From, in.To)
+		return history.Range{}, fmt.Errorf("from %s is not before to %s", in.From, in.To)
 	}
-	q := &rangeQuery{table: t, schemaName: spec.Schema, timeColumn: t.Hypertable.TimeColumn, limit: limit, descending: in.Descending}
-	names := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		names[i] = c.Name
+	r := history.Range{
+		Table: spec.Schema + "." + t.Name, TimeColumn: t.Hypertable.TimeColumn,
+		From: from, To: to, After: in.After,
+		// One row more than asked for says whether the range holds more.
+		Limit: int64(limit) + 1, PageSize: limit + 1,
 	}
-	q.columns = names
-	if len(in.Columns) > 0 {
-		q.columns = nil
-		for _, c := range in.Columns {
-			if !slices.Contains(names, c) {
-				return nil, fmt.Errorf("column %q is not a column of %s: choose from %s", c, t.Name, strings.Join(names, ", "))
+	for _, c := range in.Columns {
+		if t.Column(c) == nil {
+			names := make([]string, len(t.Columns))
+			for i, col := range t.Columns {
+				names[i] = col.Name
 			}
-			if !slices.Contains(q.columns, c) {
-				q.columns = append(q.columns, c)
-			}
+			return history.Range{}, fmt.Errorf("column %q is not a column of %s: choose from %s", c, t.Name, strings.Join(names, ", "))
+		}
+		if !slices.Contains(r.Columns, c) {
+			r.Columns = append(r.Columns, c)
 		}
 	}
-	q.where = append(q.where, quoteIdent(q.timeColumn)+" >= $1", quoteIdent(q.timeColumn)+" < $2")
-	q.args = append(q.args, from, to)
 	for _, f := range []struct{ column, value string }{{columnCoin, in.CoinID}, {columnExchange, in.ExchangeID}, {columnTimeframe, in.Timeframe}} {
 		if f.value == "" {
 			continue
 		}
 		if t.Column(f.column) == nil {
-			return nil, fmt.Errorf("%s has no column %s to filter by", t.Name, f.column)
+			return history.Range{}, fmt.Errorf("%s has no column %s to filter by", t.Name, f.column)
 		}
-		q.args = append(q.args, f.value)
-		q.where = append(q.where, fmt.Sprintf("%s = $%d", quoteIdent(f.column), len(q.args)))
+		r.Match = append(r.Match, history.Match{Column: f.column, Value: f.value})
 	}
-	return q, nil
+	return r, nil
 }
-
-// sql renders the query; every identifier comes from the spec, quoted.
-func (q *rangeQuery) sql() string {
-	selects := make([]string, len(q.columns))
-	for i, c := range q.columns {
-		selects[i] = quoteIdent(c) + "::text"
-	}
-	order := "ASC"
-	if q.descending {
-		order = "DESC"
-	}
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s %s LIMIT %d",
-		strings.Join(selects, ", "), pgx.Identifier{q.schemaName, q.table.Name}.Sanitize(),
-		strings.Join(q.where, " AND "), quoteIdent(q.timeColumn), order, q.limit+1)
-}
-
-func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 func (tb *toolbox) queryRange(ctx context.Context, in queryRangeIn) (queryRangeOut, error) {
 	spec, err := tb.spec()
 	if err != nil {
 		return queryRangeOut{}, err
 	}
-	q, err := checkRange(spec, in)
+	rng, err := checkRange(spec, in)
 	if err != nil {
 		return queryRangeOut{}, err
 	}
+	limit := int(rng.Limit) - 1
 	pool, err := tb.conns.database(ctx)
 	if err != nil {
 		return queryRangeOut{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	out := queryRangeOut{Table: q.table.Name, TimeColumn: q.timeColumn, Columns: q.columns, Rows: []map[string]*string{}, Limit: q.limit}
+	out := queryRangeOut{Table: in.Table, Rows: []map[string]any{}, Limit: limit}
 	// A read-only transaction: whatever the query were, it could not write.
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", queryTimeout.Milliseconds())); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, q.sql(), q.args...)
+		rd, err := history.NewReader(ctx, tx, rng)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if len(out.Rows) == q.limit {
-				out.Truncated = true
-				break
+		out.TimeColumn, out.Columns = rd.TimeColumn(), rd.Columns()
+		for {
+			page, err := rd.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			values := make([]*string, len(q.columns))
-			dest := make([]any, len(values))
-			for i := range values {
-				dest[i] = &values[i]
-			}
-			if err := rows.Scan(dest...); err != nil {
+			if err != nil {
 				return err
 			}
-			row := make(map[string]*string, len(values))
-			for i, c := range q.columns {
-				row[c] = values[i]
+			for i := range page {
+				if len(out.Rows) == limit {
+					out.Truncated = true
+					return nil
+				}
+				row, err := decodeRow(page[i].Message)
+				if err != nil {
+					return err
+				}
+				out.Rows = append(out.Rows, row)
+				pos := page[i].Position()
+				out.Next = &pos
 			}
-			out.Rows = append(out.Rows, row)
 		}
-		return rows.Err()
 	})
 	if err != nil {
-		return queryRangeOut{}, fmt.Errorf("query %s: %w", q.table.Name, err)
+		return queryRangeOut{}, fmt.Errorf("query %s: %w", in.Table, err)
+	}
+	if !out.Truncated {
+		out.Next = nil
 	}
 	return out, nil
+}
+
+// decodeRow reads a wire-format message, its numbers kept as written.
+func decodeRow(msg []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.UseNumber()
+	var row map[string]any
+	if err := dec.Decode(&row); err != nil {
+		return nil, fmt.Errorf("decode row: %w", err)
+	}
+	return row, nil
 }

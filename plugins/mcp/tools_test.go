@@ -215,7 +215,7 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 		from, to := priceBase.Add(10*time.Second), priceBase.Add(70*time.Second)
 		var out struct {
 			Columns   []string
-			Rows      []map[string]*string
+			Rows      []map[string]any
 			Truncated bool
 		}
 		s.call(t, "query_range", map[string]any{
@@ -226,24 +226,43 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 		assert.Equal(t, []string{"last_updated", "usd_price"}, out.Columns)
 		require.Len(t, out.Rows, 60, "one price a second in [10s, 70s)")
 		assert.False(t, out.Truncated)
-		assert.Equal(t, "60010.12345678", *out.Rows[0]["usd_price"], "the 11th message, to the last digit")
-		assert.Equal(t, "60069.12345678", *out.Rows[59]["usd_price"])
+		assert.Equal(t, "60010.12345678", out.Rows[0]["usdPrice"], "the 11th message, to the last digit")
+		assert.Equal(t, "60069.12345678", out.Rows[59]["usdPrice"])
+		assert.Equal(t, from.Format(time.RFC3339), out.Rows[0]["lastUpdated"])
 
 		want := queryStrings(t, p.dsn, `SELECT usd_price::text FROM crypto_prices WHERE coin_id = 'bitcoin' AND exchange_id = 'binance' AND last_updated >= $1 AND last_updated < $2 ORDER BY last_updated`, from, to)
 		var got []string
 		for _, r := range out.Rows {
-			got = append(got, *r["usd_price"])
+			got = append(got, r["usdPrice"].(string))
 		}
 		assert.Equal(t, want, got)
 
-		var all struct {
-			Rows      []map[string]*string
-			Truncated bool
+		// All series, in pages: every row once, as count(*) says.
+		args := map[string]any{"table": "crypto_prices", "from": priceBase.Add(-time.Hour).Format(time.RFC3339), "to": time.Now().Format(time.RFC3339), "limit": 120}
+		seen := map[string]bool{}
+		for page := 0; ; page++ {
+			var all struct {
+				Rows      []map[string]any
+				Truncated bool
+				Next      any
+			}
+			s.call(t, "query_range", args, &all)
+			require.Less(t, page, 5, "pages do not end")
+			assert.LessOrEqual(t, len(all.Rows), 120)
+			assert.Len(t, all.Rows[0], 12, "every column by default")
+			for _, r := range all.Rows {
+				k := r["lastUpdated"].(string) + r["coinId"].(string) + r["exchangeId"].(string)
+				assert.False(t, seen[k], "row %s twice", k)
+				seen[k] = true
+			}
+			if !all.Truncated {
+				assert.Nil(t, all.Next)
+				break
+			}
+			require.NotNil(t, all.Next)
+			args["after"] = all.Next
 		}
-		s.call(t, "query_range", map[string]any{"table": "crypto_prices", "from": priceBase.Add(-time.Hour).Format(time.RFC3339), "to": time.Now().Format(time.RFC3339), "limit": 50}, &all)
-		assert.Len(t, all.Rows, 50)
-		assert.True(t, all.Truncated, "300 rows in range, 50 asked for")
-		assert.Len(t, all.Rows[0], 12, "every column by default")
+		assert.Len(t, seen, goodPrices)
 	})
 
 	t.Run("hostile arguments are refused with a clear error", func(t *testing.T) {
