@@ -12,7 +12,25 @@ type Kind struct {
 	Name    string
 	Table   string
 	Columns []string
-	decode  func(data []byte, row []datum.Datum) error
+	// fields are the wire names of the message's fields, in the order
+	// build takes them.
+	fields []string
+}
+
+// build turns a message's fields into a row and validates it: the one row
+// path of every format (JSON, Avro, Protobuf, JSON Schema). It calls the
+// kind's builder directly, not through a func value, so that w stays on
+// the caller's stack and the hot path allocates nothing.
+func (k *Kind) build(w []wireField, row []datum.Datum) error {
+	switch k {
+	case Price:
+		return buildPrice(w, row)
+	case OHLCV:
+		return buildOHLCV(w, row)
+	case Analytics:
+		return buildAnalytics(w, row)
+	}
+	panic("marketdata: unknown kind " + k.Name)
 }
 
 // DecodeInto turns one message into a row of len(Columns) values, in the
@@ -21,8 +39,33 @@ type Kind struct {
 // message of the usual shape, so that a caller reusing row decodes without
 // garbage.
 func (k *Kind) DecodeInto(data []byte, row []datum.Datum) error {
-	return k.decode(data, row[:len(k.Columns)])
+	var w [maxFields]wireField
+	if err := decodeObject(data, k.fields, w[:len(k.fields)]); err != nil {
+		return err
+	}
+	return k.build(w[:len(k.fields)], row[:len(k.Columns)])
 }
+
+// Fields are the wire names of the kind's fields (camelCase, as in the JSON
+// wire format), in the order DecodeFields takes their values.
+func (k *Kind) Fields() []string { return k.fields }
+
+// DecodeFields is DecodeInto for a message a binary format (Avro, Protobuf)
+// has already split into its fields: values[i] is the field named
+// Fields()[i], as Null (absent), Text, Decimal, Int or Time. The row is
+// validated by the same rules, with the same error codes, as a JSON message
+// with those values; a Float is refused, since a binary float is not an
+// exact decimal. Text values alias the values' bytes.
+func (k *Kind) DecodeFields(values []datum.Datum, row []datum.Datum) error {
+	var w [maxFields]wireField
+	for i := range k.fields {
+		w[i] = wireField{value: values[i], binary: true}
+	}
+	return k.build(w[:len(k.fields)], row[:len(k.Columns)])
+}
+
+// maxFields is the most wire fields a kind has.
+const maxFields = 11
 
 // Decode is DecodeInto for code off the hot path: the row's values as
 // time.Time, string, pgtype.Numeric, int32, or nil for an absent optional
@@ -61,7 +104,7 @@ var Price = &Kind{
 	Table: "crypto_prices",
 	Columns: []string{"last_updated", "coin_id", "symbol", "exchange_id", "usd_price",
 		"market_cap", "volume_24h", "change_24h", "change_7d", "source", "attribution"},
-	decode: decodePrice,
+	fields: priceFields,
 }
 
 // priceFields are the wire names of a price's fields, indexed by the p*
@@ -83,11 +126,7 @@ const (
 	pChange7d
 )
 
-func decodePrice(data []byte, row []datum.Datum) error {
-	var w [11]raw
-	if err := decodeObject(data, priceFields, w[:]); err != nil {
-		return err
-	}
+func buildPrice(w []wireField, row []datum.Datum) error {
 	d := decoder{}
 	row[0] = d.timestamp("lastUpdated", w[pLastUpdated])
 	row[1] = d.text("coinId", w[pCoinID])
@@ -109,7 +148,7 @@ var OHLCV = &Kind{
 	Table: "crypto_ohlcv",
 	Columns: []string{"timestamp", "coin_id", "exchange_id", "timeframe",
 		"open", "high", "low", "close", "volume", "source", "attribution"},
-	decode: decodeOHLCV,
+	fields: ohlcvFields,
 }
 
 // ohlcvFields are the wire names of a candle's fields, indexed by the o*
@@ -131,11 +170,7 @@ const (
 	oAttribution
 )
 
-func decodeOHLCV(data []byte, row []datum.Datum) error {
-	var w [11]raw
-	if err := decodeObject(data, ohlcvFields, w[:]); err != nil {
-		return err
-	}
+func buildOHLCV(w []wireField, row []datum.Datum) error {
 	d := decoder{}
 	row[0] = d.timestamp("timestamp", w[oTimestamp])
 	row[1] = d.text("coinId", w[oCoinID])
@@ -170,7 +205,7 @@ var Analytics = &Kind{
 	Table: "crypto_market_analytics",
 	Columns: []string{"timestamp", "exchange_id", "total_market_cap", "total_volume", "btc_dominance",
 		"eth_dominance", "active_cryptocurrencies", "markets", "market_cap_change_24h", "source", "attribution"},
-	decode: decodeAnalytics,
+	fields: analyticsFields,
 }
 
 // analyticsFields are the wire names of analytics' fields, indexed by the
@@ -195,11 +230,7 @@ const (
 // globalExchange is GlobalExchange as the bytes of a text datum.
 var globalExchange = []byte(GlobalExchange)
 
-func decodeAnalytics(data []byte, row []datum.Datum) error {
-	var w [11]raw
-	if err := decodeObject(data, analyticsFields, w[:]); err != nil {
-		return err
-	}
+func buildAnalytics(w []wireField, row []datum.Datum) error {
 	d := decoder{}
 	row[0] = d.timestamp("timestamp", w[aTimestamp])
 	row[1] = datum.OfText(globalExchange)
@@ -232,7 +263,7 @@ func (d *decoder) fail(err error) datum.Datum {
 	return datum.Datum{}
 }
 
-func (d *decoder) text(field string, r raw) datum.Datum {
+func (d *decoder) text(field string, r wireField) datum.Datum {
 	s, err := text(field, r)
 	if err != nil {
 		return d.fail(err)
@@ -240,7 +271,7 @@ func (d *decoder) text(field string, r raw) datum.Datum {
 	return datum.OfText(s)
 }
 
-func (d *decoder) exchange(r raw) datum.Datum {
+func (d *decoder) exchange(r wireField) datum.Datum {
 	s, err := text("exchangeId", r)
 	if err != nil {
 		return d.fail(err)
@@ -248,7 +279,7 @@ func (d *decoder) exchange(r raw) datum.Datum {
 	return datum.OfText(normalizeExchange(s))
 }
 
-func (d *decoder) timestamp(field string, r raw) datum.Datum {
+func (d *decoder) timestamp(field string, r wireField) datum.Datum {
 	t, err := timestamp(field, r)
 	if err != nil {
 		return d.fail(err)
@@ -256,7 +287,7 @@ func (d *decoder) timestamp(field string, r raw) datum.Datum {
 	return datum.OfTime(t)
 }
 
-func (d *decoder) number(field string, r raw) datum.Datum {
+func (d *decoder) number(field string, r wireField) datum.Datum {
 	n, err := number(field, r)
 	if err != nil {
 		return d.fail(err)
@@ -265,14 +296,14 @@ func (d *decoder) number(field string, r raw) datum.Datum {
 }
 
 // optionalNumber decodes a number that may be absent or null.
-func (d *decoder) optionalNumber(field string, r raw) datum.Datum {
+func (d *decoder) optionalNumber(field string, r wireField) datum.Datum {
 	if r.isNull() {
 		return datum.Datum{}
 	}
 	return d.number(field, r)
 }
 
-func (d *decoder) integer(field string, r raw) datum.Datum {
+func (d *decoder) integer(field string, r wireField) datum.Datum {
 	v, err := integer(field, r)
 	if err != nil {
 		return d.fail(err)
@@ -280,7 +311,7 @@ func (d *decoder) integer(field string, r raw) datum.Datum {
 	return datum.OfInt(v)
 }
 
-func (d *decoder) positive(field string, r raw) datum.Datum {
+func (d *decoder) positive(field string, r wireField) datum.Datum {
 	n, err := number(field, r)
 	if err == nil {
 		err = positive(field, n)
@@ -293,7 +324,7 @@ func (d *decoder) positive(field string, r raw) datum.Datum {
 
 var hundred = decimal.FromInt64(100)
 
-func (d *decoder) dominance(field string, r raw) datum.Datum {
+func (d *decoder) dominance(field string, r wireField) datum.Datum {
 	n, err := number(field, r)
 	if err == nil && (n.Sign() < 0 || n.Cmp(hundred) > 0) {
 		err = validation("%s must be in [0, 100], got %s", field, n)

@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/decimal"
 	"github.com/qicore/qiflow/internal/result"
 )
@@ -34,10 +36,42 @@ func (r raw) isNull() bool {
 	return len(r) == 0 || bytes.Equal(r, []byte("null"))
 }
 
+// wireField is one field of a message as its format delivered it: the raw
+// JSON value, or a value a binary format (Avro, Protobuf) decoded already.
+// Both go through the same rules below, so a bad value is refused with the
+// same code and reason whatever its format.
+type wireField struct {
+	json   raw
+	value  datum.Datum
+	binary bool
+}
+
+func (r wireField) isNull() bool {
+	if r.binary {
+		return r.value.Kind == datum.Null
+	}
+	return r.json.isNull()
+}
+
+// String shows the value in an error message.
+func (r wireField) String() string {
+	if r.binary {
+		if r.value.Kind == datum.Text {
+			return abbreviate(strconv.Quote(string(r.value.Bytes)))
+		}
+		return abbreviate(fmt.Sprint(r.value.Go()))
+	}
+	return abbreviate(string(r.json))
+}
+
 // decodeObject scans a message into the raw values of the named fields.
-func decodeObject(data []byte, fields []string, out []raw) error {
-	if err := scanObject(data, fields, out); err != nil {
+func decodeObject(data []byte, fields []string, out []wireField) error {
+	var found [maxFields]raw
+	if err := scanObject(data, fields, found[:len(fields)]); err != nil {
 		return result.Wrap(result.Business, CodeInvalidJSON, err, "message is not a JSON object of the wire format")
+	}
+	for i := range out {
+		out[i] = wireField{json: found[i]}
 	}
 	return nil
 }
@@ -63,23 +97,26 @@ func missing(field string) error {
 	return result.New(result.Business, CodeMissingField, fmt.Sprintf("%s is required", field))
 }
 
-func invalid(field string, r raw, why string) error {
-	return result.New(result.Business, CodeInvalidField, fmt.Sprintf("%s: %s is %s", field, abbreviate(r), why))
+func invalid(field string, r wireField, why string) error {
+	return result.New(result.Business, CodeInvalidField, fmt.Sprintf("%s: %s is %s", field, r, why))
 }
 
-func abbreviate(r raw) string {
-	if len(r) > 40 {
-		return string(r[:37]) + "..."
+func abbreviate(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
 	}
-	return string(r)
+	return s
 }
 
 // text decodes a required, non-empty JSON string, trimmed of white space.
-func text(field string, r raw) ([]byte, error) {
+func text(field string, r wireField) ([]byte, error) {
 	if r.isNull() {
 		return nil, missing(field)
 	}
-	s, ok := unquote(r)
+	s, ok := r.value.Bytes, r.value.Kind == datum.Text
+	if !r.binary {
+		s, ok = unquote(r.json)
+	}
 	if !ok {
 		return nil, invalid(field, r, "not a string")
 	}
@@ -90,13 +127,16 @@ func text(field string, r raw) ([]byte, error) {
 }
 
 // number decodes a required JSON number or decimal string exactly.
-func number(field string, r raw) (decimal.Decimal, error) {
+func number(field string, r wireField) (decimal.Decimal, error) {
 	if r.isNull() {
 		return decimal.Decimal{}, missing(field)
 	}
-	lit := []byte(r)
-	if r[0] == '"' {
-		s, ok := unquote(r)
+	if r.binary {
+		return binaryNumber(field, r)
+	}
+	lit := []byte(r.json)
+	if r.json[0] == '"' {
+		s, ok := unquote(r.json)
 		if !ok {
 			return decimal.Decimal{}, invalid(field, r, "not a decimal")
 		}
@@ -110,7 +150,7 @@ func number(field string, r raw) (decimal.Decimal, error) {
 }
 
 // integer decodes a required whole number that fits an int32.
-func integer(field string, r raw) (int64, error) {
+func integer(field string, r wireField) (int64, error) {
 	n, err := number(field, r)
 	if err != nil {
 		return 0, err
@@ -123,12 +163,15 @@ func integer(field string, r raw) (int64, error) {
 }
 
 // timestamp decodes an RFC 3339 string or integer epoch milliseconds.
-func timestamp(field string, r raw) (time.Time, error) {
+func timestamp(field string, r wireField) (time.Time, error) {
 	if r.isNull() {
 		return time.Time{}, missing(field)
 	}
-	if r[0] == '"' {
-		s, ok := unquote(r)
+	if r.binary {
+		return binaryTimestamp(field, r)
+	}
+	if r.json[0] == '"' {
+		s, ok := unquote(r.json)
 		if !ok {
 			return time.Time{}, invalid(field, r, "not a timestamp")
 		}
@@ -138,7 +181,7 @@ func timestamp(field string, r raw) (time.Time, error) {
 		}
 		return t.UTC(), nil
 	}
-	ms, ok := epochMillis(r)
+	ms, ok := epochMillis(r.json)
 	if !ok {
 		return time.Time{}, invalid(field, r, "neither RFC 3339 nor integer epoch milliseconds")
 	}
