@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qicore/qiflow/internal/profile"
+	"github.com/qicore/qiflow/internal/testenv"
 )
 
 var readTools = []string{"streams_status", "consumer_lag", "reloads", "dead_letters", "schema_plan", "schema_status", "topics_status", "profile", "query_range"}
@@ -129,6 +130,24 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 		var cli any
 		require.NoError(t, json.Unmarshal(p.qiflowOK(t, "schema", "status", "--json", "-f", p.file("schema.yaml")), &cli))
 		assert.Equal(t, cli, out)
+		if !testenv.TimescaleAvailable(t, p.dsn) {
+			t.Log("TimescaleDB is not installed: the status holds warnings, no chunks")
+			return
+		}
+		var st struct {
+			Hypertables []struct {
+				Table      string
+				Hypertable bool
+				Chunks     []any
+				Policies   []any
+			}
+		}
+		s.call(t, "schema_status", nil, &st)
+		require.NotEmpty(t, st.Hypertables)
+		assert.Equal(t, "crypto_prices", st.Hypertables[0].Table)
+		assert.True(t, st.Hypertables[0].Hypertable)
+		assert.NotEmpty(t, st.Hypertables[0].Chunks, "the prices written are in chunks")
+		assert.NotEmpty(t, st.Hypertables[0].Policies, "columnstore and retention policies")
 	})
 
 	t.Run("schema_plan is qiflow schema plan: in sync", func(t *testing.T) {
