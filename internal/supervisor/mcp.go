@@ -29,6 +29,7 @@ func (s *Supervisor) mountMCP(mux *http.ServeMux) {
 		return
 	}
 	mux.Handle(mcpPath, requireBearer(s.opts.MCPToken, s.opts.MCP))
+	s.log.Info("Serving the MCP server at " + mcpPath + " to requests with the bearer token")
 }
 
 // requireBearer passes on requests whose Authorization header is
