@@ -27,11 +27,13 @@ plugins:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o plugins.d/qiflow-plugin-$$name ./$$dir || exit 1; \
 	done
 
-## deps-test: install what the tests need: PostgreSQL's server binaries, and
-## docker-compose to validate the compose file.
+## deps-test: install what the tests need: PostgreSQL's server binaries,
+## docker-compose to validate the compose file, and tmux for the tests that
+## run qiflow in a real terminal.
 deps-test:
 	@scripts/require-postgres.sh
 	@scripts/require-docker-compose.sh
+	@scripts/require-tmux.sh
 
 test: deps-test
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

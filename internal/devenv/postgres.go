@@ -37,9 +37,9 @@ const (
 // the server binaries. Its text tells a developer how to fix the machine.
 var ErrPGNotFound = errors.New("PostgreSQL server binaries not found (initdb, postgres). Install them: apt-get install -y postgresql (or run `make test` or `make demo` as root, which installs them)")
 
-// errPortInUse marks a start that lost its port to another process, which
-// is worth retrying on a different port.
-var errPortInUse = errors.New("port already in use")
+// ErrPortInUse marks a start that lost its port to another process. On a
+// free port of its own choosing, StartCluster retries on another one.
+var ErrPortInUse = errors.New("port already in use")
 
 // Cluster is a throwaway PostgreSQL cluster owned by this process: trust
 // authentication for user postgres, listening on 127.0.0.1 only, tuned for
@@ -65,7 +65,12 @@ type Cluster struct {
 // TimescaleDB when timescaledb.so is installed. As root it runs PostgreSQL
 // as the postgres OS user, since PostgreSQL refuses to run as root. The
 // caller must Close the cluster.
-func StartCluster() (*Cluster, error) {
+func StartCluster() (*Cluster, error) { return StartClusterOn(0) }
+
+// StartClusterOn is StartCluster on port, or on a free port when port is
+// 0. A port that another process holds is an error that wraps
+// ErrPortInUse.
+func StartClusterOn(port int) (*Cluster, error) {
 	binDir, err := findPGBinDir()
 	if err != nil {
 		return nil, err
@@ -85,13 +90,17 @@ func StartCluster() (*Cluster, error) {
 	// Another process may take the free port before the postmaster binds
 	// it; a couple of fresh ports make that race harmless.
 	for attempt := 1; ; attempt++ {
-		if c.port, err = FreePort(); err == nil {
+		c.port = port
+		if port == 0 {
+			c.port, err = FreePort()
+		}
+		if err == nil {
 			err = c.Start()
 		}
 		if err == nil {
 			return c, nil
 		}
-		if attempt == 3 || !errors.Is(err, errPortInUse) {
+		if attempt == 3 || port != 0 || !errors.Is(err, ErrPortInUse) {
 			return nil, errors.Join(fmt.Errorf("start PostgreSQL: %w", err), c.Close())
 		}
 	}
@@ -334,6 +343,10 @@ func (c *Cluster) Start() error {
 	cmd := c.command("postgres", "-D", c.dataDir(), "-p", strconv.Itoa(c.port))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	// Its own process group keeps the postmaster out of the terminal's
+	// foreground group: Ctrl-C then reaches only this process, which drains
+	// its pipelines into the database before it stops the cluster.
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run postgres: %w", err)
 	}
@@ -356,7 +369,7 @@ func (c *Cluster) Start() error {
 			c.proc = nil
 			log := c.logSince(logStart)
 			if strings.Contains(log, "already in use") {
-				return fmt.Errorf("postgres on port %d: %w; log:\n%s", c.port, errPortInUse, log)
+				return fmt.Errorf("postgres on port %d: %w; log:\n%s", c.port, ErrPortInUse, log)
 			}
 			return fmt.Errorf("postgres exited during startup; log:\n%s", log)
 		case <-ctx.Done():

@@ -1,37 +1,46 @@
 // Package devcmd is the `qiflow dev` command: the whole data path on this
 // machine in one process. It starts an in-process Kafka-protocol broker
-// and a throwaway PostgreSQL cluster (or uses REDPANDA_BROKERS and
-// DATABASE_URL), creates the topics, applies the schema, runs the shipped
-// feed and ingest pipelines, and prints a live summary until Ctrl-C.
+// and a throwaway PostgreSQL cluster, creates the topics, applies the
+// schema, runs the shipped feed and ingest pipelines, and shows a live
+// summary until Ctrl-C. With --services-only it starts just the two
+// services, for the README's walkthroughs on a machine without Docker.
 package devcmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/qicore/qiflow/internal/profile"
 )
 
 // Flag names of `qiflow dev`.
 const (
-	flagRate      = "rate"
-	flagDuration  = "duration"
-	flagPipelines = "pipelines"
-	flagInterval  = "interval"
-	flagBrokers   = "brokers"
-	flagDatabase  = "database-url"
-	flagLogLevel  = "log-level"
+	flagRate         = "rate"
+	flagDuration     = "duration"
+	flagPipelines    = "pipelines"
+	flagInterval     = "interval"
+	flagBadShare     = "bad-share"
+	flagServicesOnly = "services-only"
+	flagBrokerPort   = "broker-port"
+	flagDatabasePort = "database-port"
+	flagUseEnv       = "use-env"
+	flagBrokers      = "brokers"
+	flagDatabase     = "database-url"
+	flagLogLevel     = "log-level"
+)
+
+// The ports --services-only listens on unless told otherwise: those the
+// README's walkthroughs and docker-compose.yml publish.
+const (
+	servicesBrokerPort   = 19092
+	servicesDatabasePort = 15432
 )
 
 // CLICommand returns the `dev` command. Register it with
@@ -40,26 +49,37 @@ func CLICommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
 		Usage: "Run the whole data path on this machine: broker, database, topics, schema, feed and ingest pipelines",
-		Description: `Runs the shipped pipelines end to end in this process, with a live summary:
+		Description: fmt.Sprintf(`Runs the shipped pipelines end to end in this process, with a live summary:
 
   qiflow dev                      # until Ctrl-C
-  qiflow dev --rate 10000 --duration 1m
+  qiflow dev --rate 10000 --duration 1m --bad-share 0.01
+  qiflow dev --services-only      # only a broker and a database, for the README's walkthroughs
 
-The broker is REDPANDA_BROKERS (--brokers) when set, else an in-process
-Kafka-protocol broker (kfake) on 127.0.0.1. The database is DATABASE_URL
-(--database-url) when set, else a throwaway PostgreSQL cluster started from
-the system's binaries on 127.0.0.1, with TimescaleDB preloaded when it is
-installed. The topics of topics.yaml are created, schema.yaml is applied,
-and feed.yaml, prices.yaml, ohlcv.yaml and analytics.yaml of --pipelines run
-in this process. Ctrl-C (SIGINT or SIGTERM) stops the feed, drains the
-ingest pipelines, and removes everything the command started.`,
+It starts its own services: an in-process Kafka-protocol broker (kfake) and
+a throwaway PostgreSQL cluster from the system's binaries, both on
+127.0.0.1, with TimescaleDB preloaded when it is installed. It ignores
+REDPANDA_BROKERS and DATABASE_URL unless --%s is given (or --%s and
+--%s name services), and then says loudly that synthetic data goes into
+those topics and tables. The topics of topics.yaml are created, schema.yaml
+is applied, and feed.yaml, prices.yaml, ohlcv.yaml and analytics.yaml of
+--pipelines run in this process. Ctrl-C (SIGINT or SIGTERM) stops the feed,
+drains the ingest pipelines, and removes everything the command started.
+
+--%s starts only the broker (on 127.0.0.1:%d) and the database (on
+127.0.0.1:%d, database qiflow), prints the exports that point qiflow at
+them, and runs until Ctrl-C.`, flagUseEnv, flagBrokers, flagDatabase, flagServicesOnly, servicesBrokerPort, servicesDatabasePort),
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: flagRate, Usage: "feed `MESSAGES` per second", Value: 2000},
 			&cli.DurationFlag{Name: flagDuration, Usage: "stop after `DURATION`; 0 runs until Ctrl-C"},
 			&cli.StringFlag{Name: flagPipelines, Usage: "`DIR` holding feed.yaml, prices.yaml, ohlcv.yaml, analytics.yaml, schema.yaml and topics.yaml", Value: "pipelines"},
-			&cli.DurationFlag{Name: flagInterval, Usage: "print the summary every `DURATION`", Value: 5 * time.Second},
-			&cli.StringFlag{Name: flagBrokers, Usage: "comma-separated seed `BROKERS`; empty starts an in-process broker", EnvVars: []string{"REDPANDA_BROKERS"}},
-			&cli.StringFlag{Name: flagDatabase, Usage: "PostgreSQL `URL`; empty starts a throwaway cluster", EnvVars: []string{"DATABASE_URL"}},
+			&cli.DurationFlag{Name: flagInterval, Usage: "refresh the summary every `DURATION`", Value: 5 * time.Second},
+			&cli.Float64Flag{Name: flagBadShare, Usage: "`SHARE` of deliberately bad feed messages, in [0, 1], to see the dead letters at work"},
+			&cli.BoolFlag{Name: flagServicesOnly, Usage: "start only the broker and the database, print their exports, and run until Ctrl-C"},
+			&cli.IntFlag{Name: flagBrokerPort, Usage: fmt.Sprintf("`PORT` of the in-process broker; 0 picks a free one (default %d with --%s, else 0)", servicesBrokerPort, flagServicesOnly), DefaultText: "see usage"},
+			&cli.IntFlag{Name: flagDatabasePort, Usage: fmt.Sprintf("`PORT` of the throwaway PostgreSQL; 0 picks a free one (default %d with --%s, else 0)", servicesDatabasePort, flagServicesOnly), DefaultText: "see usage"},
+			&cli.BoolFlag{Name: flagUseEnv, Usage: "use REDPANDA_BROKERS and DATABASE_URL from the environment instead of starting services: synthetic data goes into real topics and tables"},
+			&cli.StringFlag{Name: flagBrokers, Usage: "use these comma-separated seed `BROKERS` (no SASL or TLS) instead of the in-process broker"},
+			&cli.StringFlag{Name: flagDatabase, Usage: "use this PostgreSQL `URL` instead of a throwaway cluster"},
 			&cli.StringFlag{Name: flagLogLevel, Usage: "pipeline log `LEVEL`: debug, info, warn or error", Value: "warn"},
 		},
 		Action: devAction,
@@ -67,26 +87,9 @@ ingest pipelines, and removes everything the command started.`,
 }
 
 func devAction(c *cli.Context) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
-		return cli.Exit(fmt.Errorf("--%s: %w", flagLogLevel, err), 1)
-	}
-	opts := options{
-		rate:      c.Int(flagRate),
-		pipelines: c.String(flagPipelines),
-		interval:  c.Duration(flagInterval),
-		brokers:   splitSeeds(c.String(flagBrokers)),
-		dsn:       c.String(flagDatabase),
-		out:       c.App.Writer,
-		log:       slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
-	}
-	switch {
-	case opts.rate < 1:
-		return cli.Exit(fmt.Sprintf("--%s must be at least 1", flagRate), 1)
-	case opts.interval <= 0:
-		return cli.Exit(fmt.Sprintf("--%s must be positive", flagInterval), 1)
-	case c.Duration(flagDuration) < 0:
-		return cli.Exit(fmt.Sprintf("--%s must not be negative", flagDuration), 1)
+	o, err := parseOptions(c)
+	if err != nil {
+		return cli.Exit(err, 1)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,7 +98,12 @@ func devAction(c *cli.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	if err := run(ctx, opts); err != nil {
+	if o.servicesOnly {
+		err = runServices(ctx, o)
+	} else {
+		err = run(ctx, o)
+	}
+	if err != nil {
 		return cli.Exit(err, 1)
 	}
 	return nil
@@ -103,85 +111,89 @@ func devAction(c *cli.Context) error {
 
 // options is what a dev run needs, parsed from the flags.
 type options struct {
-	rate      int
-	pipelines string
-	interval  time.Duration
-	brokers   []string // empty: start an in-process broker
-	dsn       string   // empty: start a throwaway cluster
-	out       io.Writer
-	log       *slog.Logger
+	rate         int
+	badShare     float64
+	pipelines    string
+	interval     time.Duration
+	servicesOnly bool
+	brokerPort   int      // of the in-process broker; 0 picks a free one
+	databasePort int      // of the throwaway cluster; 0 picks a free one
+	brokers      []string // empty: start an in-process broker
+	dsn          string   // empty: start a throwaway cluster
+	// external says where brokers and dsn came from, for the warning;
+	// empty when the run uses only its own services.
+	external string
+	out      io.Writer
+	log      *slog.Logger
+	logs     *screen // the terminal the summary redraws, or nil
 }
 
-// pipelineFiles are the files of the pipelines directory a dev run reads.
-var pipelineFiles = struct{ feed, prices, ohlcv, analytics, schema, topics string }{
-	"feed.yaml", "prices.yaml", "ohlcv.yaml", "analytics.yaml", "schema.yaml", "topics.yaml",
-}
-
-// run brings the demo up, prints the summary until ctx is done, and tears
-// everything down in reverse order: feed, ingest pipelines, broker,
-// database.
-func run(ctx context.Context, o options) (err error) {
-	dir := o.pipelines
-	for _, name := range []string{pipelineFiles.feed, pipelineFiles.prices, pipelineFiles.ohlcv,
-		pipelineFiles.analytics, pipelineFiles.schema, pipelineFiles.topics} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("pipelines directory %s (--%s): %w", dir, flagPipelines, err)
+func parseOptions(c *cli.Context) (options, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
+		return options{}, fmt.Errorf("--%s: %w", flagLogLevel, err)
+	}
+	o := options{
+		rate:         c.Int(flagRate),
+		badShare:     c.Float64(flagBadShare),
+		pipelines:    c.String(flagPipelines),
+		interval:     c.Duration(flagInterval),
+		servicesOnly: c.Bool(flagServicesOnly),
+		brokerPort:   c.Int(flagBrokerPort),
+		databasePort: c.Int(flagDatabasePort),
+		brokers:      splitSeeds(c.String(flagBrokers)),
+		dsn:          c.String(flagDatabase),
+		out:          c.App.Writer,
+	}
+	if o.servicesOnly {
+		if !c.IsSet(flagBrokerPort) {
+			o.brokerPort = servicesBrokerPort
+		}
+		if !c.IsSet(flagDatabasePort) {
+			o.databasePort = servicesDatabasePort
 		}
 	}
-
-	svc, err := startServices(ctx, o)
-	if err != nil {
-		return err
+	var named []string
+	if len(o.brokers) > 0 {
+		named = append(named, "--"+flagBrokers)
 	}
-	defer func() { err = errors.Join(err, svc.close()) }()
-	fmt.Fprintf(o.out, "broker:   %s (%s)\n", strings.Join(svc.seeds, ","), svc.brokerKind)
-	fmt.Fprintf(o.out, "database: %s (%s)\n", profile.RedactURL(svc.dsn), svc.dbKind)
-
-	if err := createTopics(ctx, svc.adm, filepath.Join(dir, pipelineFiles.topics), o.out); err != nil {
-		return err
+	if o.dsn != "" {
+		named = append(named, "--"+flagDatabase)
 	}
-	if err := applySchema(ctx, svc.dsn, filepath.Join(dir, pipelineFiles.schema), o.out); err != nil {
-		return err
-	}
-
-	restore, err := useServices(svc)
-	if err != nil {
-		return err
-	}
-	defer restore()
-	env := map[string]string{"REDPANDA_BROKERS": strings.Join(svc.seeds, ","), "DATABASE_URL": svc.dsn}
-	p, err := startPipelines(dir, o, env)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(o.out, "running feed.yaml at %d msg/s, prices.yaml, ohlcv.yaml and analytics.yaml; Ctrl-C stops\n", o.rate)
-
-	sum, err := newSummary(ctx, svc.adm, svc.dsn)
-	if err != nil {
-		return errors.Join(err, p.stop())
-	}
-	defer sum.close()
-	ticker := time.NewTicker(o.interval)
-	defer ticker.Stop()
-	var failed error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case failed = <-p.failed:
-			break loop
-		case <-ticker.C:
-			sum.print(ctx, o.out)
+	if c.Bool(flagUseEnv) {
+		if len(o.brokers) == 0 {
+			o.brokers = splitSeeds(os.Getenv("REDPANDA_BROKERS"))
 		}
+		if o.dsn == "" {
+			o.dsn = os.Getenv("DATABASE_URL")
+		}
+		if len(o.brokers) == 0 && o.dsn == "" {
+			return o, fmt.Errorf("--%s: neither REDPANDA_BROKERS nor DATABASE_URL is set", flagUseEnv)
+		}
+		named = append(named, "--"+flagUseEnv)
 	}
-	fmt.Fprintln(o.out, "stopping: draining the pipelines")
-	stopErr := p.stop()
-	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	sum.print(final, o.out)
-	sum.printLag(final, o.out)
-	return errors.Join(failed, stopErr)
+	o.external = strings.Join(named, " and ")
+	switch {
+	case o.rate < 1:
+		return o, fmt.Errorf("--%s must be at least 1", flagRate)
+	case o.interval <= 0:
+		return o, fmt.Errorf("--%s must be positive", flagInterval)
+	case c.Duration(flagDuration) < 0:
+		return o, fmt.Errorf("--%s must not be negative", flagDuration)
+	case o.badShare < 0 || o.badShare > 1:
+		return o, fmt.Errorf("--%s must be in [0, 1]", flagBadShare)
+	case o.servicesOnly && o.external != "":
+		return o, fmt.Errorf("--%s starts the services; it cannot be combined with %s", flagServicesOnly, o.external)
+	case o.brokerPort < 0 || o.brokerPort > 65535 || o.databasePort < 0 || o.databasePort > 65535:
+		return o, fmt.Errorf("--%s and --%s must be ports, 0 to 65535", flagBrokerPort, flagDatabasePort)
+	}
+	o.logs = newScreen(c.App.Writer, c.App.ErrWriter)
+	logOut := c.App.ErrWriter
+	if o.logs != nil {
+		logOut = o.logs.logWriter()
+	}
+	o.log = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	return o, nil
 }
 
 // splitSeeds splits a comma-separated broker list, dropping blanks.
@@ -193,23 +205,4 @@ func splitSeeds(s string) []string {
 		}
 	}
 	return seeds
-}
-
-// useServices installs a profile that points the pipelines' connections,
-// which they take from the profile, at the services the command started or
-// was given. An in-process broker speaks neither TLS nor SASL, whatever
-// QIFLOW_ENV says.
-func useServices(svc *services) (restore func(), err error) {
-	current, err := profile.Current()
-	if err != nil {
-		return nil, err
-	}
-	dev := *current
-	dev.Redpanda.Brokers = svc.seeds
-	dev.Database.URL = profile.Secret(svc.dsn)
-	dev.Database.Password, dev.Database.PasswordFile = "", "" // the DSN says all
-	if svc.broker != nil {
-		dev.Redpanda.TLS, dev.Redpanda.SASL = profile.TLS{}, profile.SASL{Mechanism: profile.MechanismNone}
-	}
-	return profile.Set(&dev), nil
 }

@@ -75,21 +75,24 @@ func startPipelines(dir string, o options, env map[string]string) (*pipelines, e
 		}
 		return s, nil
 	}
-	p := &pipelines{failed: make(chan error, 4), log: o.log}
-	for _, name := range []string{pipelineFiles.prices, pipelineFiles.ohlcv, pipelineFiles.analytics} {
-		s, err := build(name)
+	p := &pipelines{failed: make(chan error, len(ingestPipelines)+1), log: o.log}
+	for _, ip := range ingestPipelines {
+		// The pipeline label tells the summary whose metrics are whose:
+		// every stream of the process feeds one registry.
+		s, err := build(ip.file, "metrics.mapping", fmt.Sprintf("meta %s = %q", pipelineLabel, ip.name))
 		if err != nil {
 			return nil, errors.Join(err, p.stop())
 		}
-		p.ingest, p.names = append(p.ingest, s), append(p.names, name)
-		p.run(name, s)
+		p.ingest, p.names = append(p.ingest, s), append(p.names, ip.file)
+		p.run(ip.file, s)
 	}
-	feed, err := build(pipelineFiles.feed, "input.market_data.rate", strconv.Itoa(o.rate))
+	feed, err := build(feedFile, "input.market_data.rate", strconv.Itoa(o.rate),
+		"input.market_data.bad_share", o.badShare)
 	if err != nil {
 		return nil, errors.Join(err, p.stop())
 	}
 	p.feed = feed
-	p.run(pipelineFiles.feed, feed)
+	p.run(feedFile, feed)
 	return p, nil
 }
 
@@ -113,7 +116,7 @@ func (p *pipelines) stop() error {
 	var errs []error
 	if p.feed != nil {
 		if err := p.feed.StopWithin(feedStopTimeout); err != nil {
-			errs = append(errs, fmt.Errorf("stop %s: %w", pipelineFiles.feed, err))
+			errs = append(errs, fmt.Errorf("stop %s: %w", feedFile, err))
 		}
 	}
 	var mu sync.Mutex

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/qicore/qiflow/internal/devenv"
+	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/schema"
 )
 
@@ -40,7 +41,7 @@ type services struct {
 // 127.0.0.1 and a throwaway PostgreSQL cluster. On error it has stopped
 // whatever it started.
 func startServices(ctx context.Context, o options) (s *services, err error) {
-	s = &services{seeds: o.brokers, brokerKind: "REDPANDA_BROKERS", dsn: o.dsn, dbKind: "DATABASE_URL"}
+	s = &services{seeds: o.brokers, brokerKind: o.external, dsn: o.dsn, dbKind: o.external}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.close())
@@ -48,14 +49,21 @@ func startServices(ctx context.Context, o options) (s *services, err error) {
 	}()
 	if len(s.seeds) == 0 {
 		// kfake listens on 127.0.0.1 only.
-		if s.broker, err = kfake.NewCluster(kfake.NumBrokers(1)); err != nil {
-			return s, fmt.Errorf("start the in-process broker: %w", err)
+		kopts := []kfake.Opt{kfake.NumBrokers(1)}
+		if o.brokerPort != 0 {
+			kopts = append(kopts, kfake.Ports(o.brokerPort))
+		}
+		if s.broker, err = kfake.NewCluster(kopts...); err != nil {
+			return s, fmt.Errorf("start the in-process broker on 127.0.0.1:%d (--%s): %w", o.brokerPort, flagBrokerPort, err)
 		}
 		s.seeds, s.brokerKind = s.broker.ListenAddrs(), "in-process kfake"
 	}
 	if s.dsn == "" {
-		if s.cluster, err = devenv.StartCluster(); err != nil {
-			return s, fmt.Errorf("start a throwaway PostgreSQL (or set DATABASE_URL): %w", err)
+		if s.cluster, err = devenv.StartClusterOn(o.databasePort); err != nil {
+			if errors.Is(err, devenv.ErrPortInUse) {
+				return s, fmt.Errorf("start a throwaway PostgreSQL: 127.0.0.1:%d is taken (--%s picks another; 0 any free one): %w", o.databasePort, flagDatabasePort, err)
+			}
+			return s, fmt.Errorf("start a throwaway PostgreSQL (or give --%s): %w", flagDatabase, err)
 		}
 		if s.dsn, err = s.cluster.CreateDatabase(ctx, demoDatabase); err != nil {
 			return s, err
@@ -71,6 +79,12 @@ func startServices(ctx context.Context, o options) (s *services, err error) {
 	}
 	s.adm = kadm.NewClient(cl)
 	return s, nil
+}
+
+// describe prints where the broker and the database are.
+func (s *services) describe(out io.Writer) {
+	fmt.Fprintf(out, "broker:   %s (%s)\n", strings.Join(s.seeds, ","), s.brokerKind)
+	fmt.Fprintf(out, "database: %s (%s)\n", profile.RedactURL(s.dsn), s.dbKind)
 }
 
 // close stops what startServices started and removes its files.
@@ -89,8 +103,8 @@ func (s *services) close() error {
 	return nil
 }
 
-// topicsFile is the part of pipelines/topics.yaml a dev run needs.
-type topicsFile struct {
+// topicsSpec is the part of pipelines/topics.yaml a dev run needs.
+type topicsSpec struct {
 	Topics []struct {
 		Name              string            `yaml:"name"`
 		Partitions        int32             `yaml:"partitions"`
@@ -108,7 +122,7 @@ func createTopics(ctx context.Context, adm *kadm.Client, path string, out io.Wri
 	if err != nil {
 		return fmt.Errorf("read topics file: %w", err)
 	}
-	var f topicsFile
+	var f topicsSpec
 	if err := yaml.Unmarshal(raw, &f); err != nil {
 		return fmt.Errorf("parse topics file %s: %w", path, err)
 	}

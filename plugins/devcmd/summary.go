@@ -11,13 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// The contract's topics and tables (DESIGN.md), in the summary's order.
-var (
-	dataTopics = []string{"crypto-prices", "crypto-ohlcv", "crypto-analytics"}
-	tables     = []string{"crypto_prices", "crypto_ohlcv", "crypto_market_analytics"}
-	// summaryCoins are the coins whose last price per exchange is shown.
-	summaryCoins = []struct{ id, label string }{{"bitcoin", "BTC"}, {"ethereum", "ETH"}}
-)
+// summaryCoins are the coins whose last price per exchange is shown.
+var summaryCoins = []struct{ id, label string }{{"bitcoin", "BTC"}, {"ethereum", "ETH"}}
 
 // summaryTimeout bounds the queries of one summary.
 const summaryTimeout = 4 * time.Second
@@ -32,101 +27,146 @@ WHERE coin_id = ANY($1)
   AND last_updated > (SELECT max(last_updated) FROM crypto_prices) - interval '1 hour'
 ORDER BY exchange_id, coin_id, last_updated DESC`
 
-// summary prints what the demo has done so far. It is used by one
-// goroutine.
+// summary shows what this run has done: the feed's messages, and per
+// ingest pipeline its rows, conflicts skipped, dead letters, consumer lag
+// and end-to-end latency. It counts only this run: produced messages from
+// the end offsets it saw at the start, and the rest from the process's own
+// metrics. It is used by one goroutine.
 type summary struct {
-	adm   *kadm.Client
-	conn  *pgx.Conn
-	start time.Time
-
-	lastAt       time.Time
-	lastProduced int64
-	lastRows     int64
+	adm      *kadm.Client
+	conn     *pgx.Conn
+	out      io.Writer
+	screen   *screen // nil: print plain blocks
+	badShare float64
+	start    time.Time
+	base     map[string]int64 // end offsets of the data topics at the start
+	// baseCounts are the counters at the start: a process may run more
+	// than one dev run, and each counts only its own.
+	baseCounts map[string]pipelineCounts
+	last       snapshot
 }
 
-func newSummary(ctx context.Context, adm *kadm.Client, dsn string) (*summary, error) {
+func newSummary(ctx context.Context, adm *kadm.Client, dsn string, o options) (*summary, error) {
+	base, err := endOffsets(ctx, adm)
+	if err != nil {
+		return nil, fmt.Errorf("summary baseline: %w", err)
+	}
+	counts, err := gatherCounts()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connect for the summary: %w", err)
 	}
 	now := time.Now()
-	return &summary{adm: adm, conn: conn, start: now, lastAt: now}, nil
+	return &summary{adm: adm, conn: conn, out: o.out, screen: o.logs, badShare: o.badShare, start: now, base: base,
+		baseCounts: counts, last: snapshot{at: now, pipelines: counts}}, nil
 }
 
 func (s *summary) close() { _ = s.conn.Close(context.Background()) }
 
-// print writes one summary block. A part that cannot be read shows its
-// error instead: the demo keeps running through a broker or database
-// hiccup.
-func (s *summary) print(ctx context.Context, out io.Writer) {
+// show refreshes the summary: in place on a terminal, as a new block
+// otherwise.
+func (s *summary) show(ctx context.Context) {
+	block := s.block(ctx)
+	if s.screen != nil {
+		s.screen.draw(block)
+		return
+	}
+	_, _ = io.WriteString(s.out, block)
+}
+
+// final prints the last summary after the pipelines stopped, below
+// anything drawn before, with what each group left uncommitted.
+func (s *summary) final(ctx context.Context, drained time.Duration) {
+	if s.screen != nil {
+		s.screen.release()
+	}
+	_, _ = io.WriteString(s.out, s.block(ctx))
+	s.printLag(ctx)
+	fmt.Fprintf(s.out, "stopped:  drained in %s\n", drained.Round(10*time.Millisecond))
+}
+
+// block renders one summary from a fresh snapshot. A part that cannot be
+// read shows its error instead: the demo keeps running through a broker
+// or database hiccup.
+func (s *summary) block(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, summaryTimeout)
 	defer cancel()
-	now := time.Now()
-	secs := now.Sub(s.lastAt).Seconds()
+	now := snapshot{at: time.Now(), pipelines: s.last.pipelines}
 	var b strings.Builder
-	fmt.Fprintf(&b, "── qiflow dev %s ──\n", now.Sub(s.start).Round(time.Second))
-
-	ends, err := s.endOffsets(ctx)
-	if err != nil {
-		fmt.Fprintf(&b, "  topics        %v\n", err)
+	fmt.Fprintf(&b, "── qiflow dev %s ──", now.at.Sub(s.start).Round(time.Second))
+	if ends, err := endOffsets(ctx, s.adm); err != nil {
+		fmt.Fprintf(&b, " feed: %v\n", err)
+		now.produced = s.last.produced
 	} else {
-		var produced int64
-		for _, t := range dataTopics {
-			produced += ends[t]
+		for _, p := range ingestPipelines {
+			now.produced += ends[p.topic] - s.base[p.topic]
 		}
-		fmt.Fprintf(&b, "  feed          %6.0f msg/s  %d produced\n", float64(produced-s.lastProduced)/secs, produced)
-		s.lastProduced = produced
-		b.WriteString("  dead letters ")
-		for _, t := range dataTopics {
-			fmt.Fprintf(&b, " %s %d", t+".dlq", ends[t+".dlq"])
+		fmt.Fprintf(&b, " feed %.0f msg/s, %d produced", rate(float64(now.produced-s.last.produced), now.at.Sub(s.last.at)), now.produced)
+		if s.badShare > 0 {
+			fmt.Fprintf(&b, ", %g%% bad on purpose", 100*s.badShare)
 		}
 		b.WriteString("\n")
 	}
+	if counts, err := gatherCounts(); err != nil {
+		fmt.Fprintf(&b, "  pipelines     %v\n", err)
+	} else {
+		now.pipelines = counts
+	}
+	lags, lagErr := s.adm.Lag(ctx, groups()...)
 
-	var rows []int64
-	var total int64
-	for _, t := range tables {
-		var n int64
-		if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()).Scan(&n); err != nil {
-			fmt.Fprintf(&b, "  rows          %s: %v\n", t, err)
-			rows = nil
-			break
+	fmt.Fprintf(&b, "  %-10s %8s %10s %9s %12s %7s %8s %8s\n", "pipeline", "rows/s", "rows", "conflicts", "dead letters", "lag", "p50 ms", "p99 ms")
+	for _, p := range ingestPipelines {
+		c, prev, base := now.pipelines[p.name], s.last.pipelines[p.name], s.baseCounts[p.name]
+		lag := "?"
+		if l, ok := lags[p.group]; lagErr == nil && ok && l.Error() == nil {
+			lag = fmt.Sprint(l.Lag.Total())
 		}
-		rows = append(rows, n)
-		total += n
+		fmt.Fprintf(&b, "  %-10s %8.0f %10.0f %9.0f %12.0f %7s %8s %8s\n", p.name,
+			rate(c.rows-prev.rows, now.at.Sub(s.last.at)), c.rows-base.rows, c.conflicts-base.conflicts, c.deadLetters-base.deadLetters, lag,
+			millis(0.50, c.latency, prev.latency), millis(0.99, c.latency, prev.latency))
 	}
-	if rows != nil {
-		fmt.Fprintf(&b, "  rows          %6.0f rows/s", float64(total-s.lastRows)/secs)
-		for i, t := range tables {
-			fmt.Fprintf(&b, "  %s %d", t, rows[i])
-		}
-		b.WriteString("\n")
-		s.lastRows = total
+	if lagErr != nil {
+		fmt.Fprintf(&b, "  lag           %v\n", lagErr)
 	}
-	s.lastAt = now
+	dlqs := make([]string, len(ingestPipelines))
+	for i, p := range ingestPipelines {
+		dlqs[i] = p.topic + ".dlq"
+	}
+	fmt.Fprintf(&b, "  dead letters go to %s; latency: Kafka timestamp to row, since the last refresh\n",
+		strings.Join(dlqs, ", "))
+	s.last = now
 
 	if err := s.lastPrices(ctx, &b); err != nil {
 		fmt.Fprintf(&b, "  last prices   %v\n", err)
 	}
-	_, _ = io.WriteString(out, b.String())
+	return b.String()
 }
 
-// consumerGroups are the ingest pipelines' groups (DESIGN.md).
-var consumerGroups = []string{"qiflow-prices", "qiflow-ohlcv", "qiflow-analytics"}
+// millis formats the q-quantile of the latency samples since prev.
+func millis(q float64, now, prev latency) string {
+	sec, ok := quantile(q, now, prev)
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", 1000*sec)
+}
 
 // printLag writes how many messages each ingest group has not committed:
 // after a graceful stop they are what the next run reads first.
-func (s *summary) printLag(ctx context.Context, out io.Writer) {
+func (s *summary) printLag(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, summaryTimeout)
 	defer cancel()
-	lags, err := s.adm.Lag(ctx, consumerGroups...)
+	lags, err := s.adm.Lag(ctx, groups()...)
 	if err != nil {
-		fmt.Fprintf(out, "  uncommitted   %v\n", err)
+		fmt.Fprintf(s.out, "  uncommitted   %v\n", err)
 		return
 	}
 	var b strings.Builder
 	b.WriteString("  uncommitted  ")
-	for _, g := range consumerGroups {
+	for _, g := range groups() {
 		l, ok := lags[g]
 		if !ok || l.Error() != nil {
 			fmt.Fprintf(&b, " %s ?", g)
@@ -135,27 +175,7 @@ func (s *summary) printLag(ctx context.Context, out io.Writer) {
 		fmt.Fprintf(&b, " %s %d", g, l.Lag.Total())
 	}
 	b.WriteString("\n")
-	_, _ = io.WriteString(out, b.String())
-}
-
-// endOffsets returns the end offset of each partition summed by topic,
-// for the data topics and their dead-letter topics.
-func (s *summary) endOffsets(ctx context.Context) (map[string]int64, error) {
-	topics := make([]string, 0, 2*len(dataTopics))
-	for _, t := range dataTopics {
-		topics = append(topics, t, t+".dlq")
-	}
-	listed, err := s.adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets: %w", err)
-	}
-	sums := map[string]int64{}
-	listed.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			sums[o.Topic] += o.Offset
-		}
-	})
-	return sums, nil
+	_, _ = io.WriteString(s.out, b.String())
 }
 
 // lastPrices writes the last price of each summary coin per exchange.
