@@ -317,3 +317,6 @@ func (d Decimal) Int64() (int64, bool) {
 	}
 	return Int64(d.Numeric())
 }
+
+// New is coef × 10^exp.
+func New(coef int64, exp int32) Decimal { return Decimal{small: coef, exp: exp} }

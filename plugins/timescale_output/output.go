@@ -23,6 +23,7 @@ import (
 	"github.com/qicore/qiflow/internal/exactlyonce"
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/profile"
+	"github.com/qicore/qiflow/internal/registry"
 	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/schema"
 )
@@ -129,6 +130,7 @@ root.last_updated = this.lastUpdated`).
 				Default(2),
 			service.NewBatchPolicyField(fieldBatching),
 		).
+		Fields(formatFields()...).
 		LintRule(`root = match {
   this.exists("format") && this.exists("mapping") => [ "set either format or mapping, not both" ],
   !this.exists("format") && !this.exists("mapping") => [ "set format or mapping" ],
@@ -173,9 +175,12 @@ func init() {
 
 // outputConfig is the parsed configuration.
 type outputConfig struct {
-	dsn             string
-	table           pgx.Identifier
-	kind            *marketdata.Kind
+	dsn   string
+	table pgx.Identifier
+	kind  *marketdata.Kind
+	// framed decodes kind's messages when they are Confluent-framed
+	// (format_registry.go); nil for the JSON wire format.
+	framed          *registry.Decoder
 	mapping         *bloblang.Executor
 	columns         []string
 	conflict        conflictMode
@@ -262,6 +267,9 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 		}
 		c.kind = marketdata.Kinds[format]
 		c.columns = c.kind.Columns
+		if c.framed, err = parseFramed(conf, c.kind); err != nil {
+			return nil, err
+		}
 	} else if c.mapping, err = conf.FieldBloblang(fieldMapping); err != nil {
 		return nil, err
 	}
@@ -565,6 +573,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	started := time.Now()
 	ctx, cancel := o.untilDrained(ctx)
 	defer cancel()
+	if err := o.loadSchemas(ctx, batch); err != nil {
+		return err
+	}
 	if o.conf.exactlyOnce {
 		return o.writeExactlyOnce(ctx, cp, batch, started)
 	}
@@ -693,6 +704,9 @@ func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, ms
 		data, err := msg.AsBytes()
 		if err != nil {
 			return result.Wrap(result.Business, "unreadable_message", err, "read message")
+		}
+		if o.conf.framed != nil {
+			return o.conf.framed.DecodeInto(data, cells)
 		}
 		return o.conf.kind.DecodeInto(data, cells)
 	}

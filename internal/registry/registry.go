@@ -1,0 +1,173 @@
+// Package registry reads schemas from a Confluent-compatible schema registry
+// (Redpanda's built-in one, Confluent's, Apicurio's compatibility API) by id,
+// through franz-go's pkg/sr, and keeps each schema compiled for the life of
+// the process: a schema id never changes its schema.
+//
+// Lookups are classified as qiflow's error taxonomy wants them: a registry
+// that cannot be reached (connection refused, timeouts, HTTP 5xx) is
+// TRANSIENT and retried, so that good messages are never dead-lettered
+// because the registry blinked; an id the registry answers "not found" for
+// is a BUSINESS fault of the messages that carry it; rejected credentials
+// are SECURITY and stop the pipeline.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/qicore/qiflow/internal/datum"
+	"github.com/qicore/qiflow/internal/result"
+)
+
+// Config says where the registry is and how to authenticate to it.
+type Config struct {
+	// URL is the registry's base URL; several may be comma-separated.
+	URL string
+	// Username and Password are HTTP basic auth, when Username is set.
+	Username, Password string
+	// TLS is the client TLS configuration, or nil for the system's.
+	TLS *tls.Config
+	// Timeout bounds one request; zero means 10s.
+	Timeout time.Duration
+}
+
+// Reader decodes the payloads written with one schema into rows of a
+// message kind (marketdata.Kind.Columns order), validated by the wire
+// format's rules. It is safe for concurrent use.
+type Reader interface {
+	DecodeRow(payload []byte, row []datum.Datum) error
+}
+
+// Compile turns a schema from the registry into a Reader, or returns why
+// it cannot be read; its error is cached as the schema's permanent fault.
+type Compile func(ctx context.Context, cl *sr.Client, s sr.Schema) (Reader, error)
+
+// Registry is a client with a cache of compiled schemas by id.
+type Registry struct {
+	client  *sr.Client
+	compile Compile
+
+	// mu guards schemas. An entry, once stored, never changes.
+	mu      sync.RWMutex
+	schemas map[int]entry
+}
+
+// entry is a compiled schema, or the BUSINESS error of an id that has none.
+type entry struct {
+	reader Reader
+	err    error
+}
+
+// New returns a registry client that compiles schemas with compile.
+func New(conf Config, compile Compile) (*Registry, error) {
+	if conf.URL == "" {
+		return nil, errors.New("schema registry: no URL (set SCHEMA_REGISTRY_URL or schema_registry.url)")
+	}
+	timeout := conf.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = conf.TLS
+	opts := []sr.ClientOpt{
+		sr.URLs(splitURLs(conf.URL)...),
+		sr.HTTPClient(&http.Client{Timeout: timeout, Transport: transport}),
+		sr.UserAgent("qiflow"),
+	}
+	if conf.Username != "" {
+		opts = append(opts, sr.BasicAuth(conf.Username, conf.Password))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry: %w", err)
+	}
+	return &Registry{client: cl, compile: compile, schemas: map[int]entry{}}, nil
+}
+
+// Client is the underlying franz-go client, for registering schemas.
+func (r *Registry) Client() *sr.Client { return r.client }
+
+// Reader returns the compiled schema of id, if Load has loaded it: the
+// Reader, or the BUSINESS error of an id without a usable schema. ok is
+// false for an id not loaded yet.
+func (r *Registry) Reader(id int) (reader Reader, err error, ok bool) {
+	r.mu.RLock()
+	e, ok := r.schemas[id]
+	r.mu.RUnlock()
+	return e.reader, e.err, ok
+}
+
+// Load fetches and compiles the schemas of ids that are not cached yet.
+// A registry that cannot be reached is retried: wait is called before each
+// retry with the attempt number and returns an error to give up (the
+// stream stops, the context ends), which Load returns. A SECURITY error
+// (HTTP 401, 403) is returned at once.
+func (r *Registry) Load(ctx context.Context, ids []int, wait func(ctx context.Context, attempt int, err error) error) error {
+	for _, id := range ids {
+		if _, _, ok := r.Reader(id); ok {
+			continue
+		}
+		for attempt := 1; ; attempt++ {
+			e, err := r.fetch(ctx, id)
+			if err == nil {
+				r.mu.Lock()
+				r.schemas[id] = e
+				r.mu.Unlock()
+				break
+			}
+			if classified := result.Classify(err); !classified.Transient {
+				return err
+			}
+			if werr := wait(ctx, attempt, err); werr != nil {
+				return fmt.Errorf("schema id %d: %w (last error: %v)", id, werr, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fetch reads and compiles one schema. Its entry holds a BUSINESS error
+// for an id the registry does not know or a schema that does not compile;
+// its error is a failure to ask (TRANSIENT or SECURITY).
+func (r *Registry) fetch(ctx context.Context, id int) (entry, error) {
+	s, err := r.client.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		switch {
+		case errors.As(err, &re) && (re.StatusCode == http.StatusNotFound || sr.IsNotFoundError(re.ErrorCode)):
+			return entry{err: result.Wrap(result.Business, CodeUnknownSchema, err, fmt.Sprintf("schema id %d is not in the registry", id))}, nil
+		case errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden):
+			return entry{}, result.Wrap(result.Security, "schema_registry_auth", err, "schema registry refused the credentials")
+		}
+		if ctx.Err() != nil {
+			return entry{}, ctx.Err()
+		}
+		return entry{}, result.Wrap(result.External, "schema_registry_unavailable", err, fmt.Sprintf("look up schema id %d", id)).AsTransient()
+	}
+	reader, err := r.compile(ctx, r.client, s)
+	if err != nil {
+		if classified := result.Classify(err); classified.Transient || classified.Category == result.Security {
+			return entry{}, err
+		}
+		return entry{err: result.Wrap(result.Business, CodeUnsupportedSchema, err, fmt.Sprintf("schema id %d", id))}, nil
+	}
+	return entry{reader: reader}, nil
+}
+
+func splitURLs(s string) []string {
+	var urls []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
