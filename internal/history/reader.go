@@ -34,8 +34,10 @@ type Reader struct {
 	after *Position
 	read  int64
 	done  bool
-	// follow and settle are set by Follow.
+	// settle is how old a tail's rows must be (Follow).
 	settle time.Duration
+	// rowBytes is the mean message size of the last page.
+	rowBytes int
 }
 
 // NewReader looks the table up and prepares the read of r.
@@ -169,22 +171,26 @@ func (rd *Reader) settledPastTo() bool {
 	return !rd.rng.To.IsZero() && time.Since(rd.rng.To) > rd.settle+time.Second
 }
 
-// scan turns the rows of one page into Rows, their messages in one buffer.
+// scan turns the rows of one page into Rows. Their messages share one
+// buffer, and their keys one string and one slice, so that a page costs a
+// handful of allocations rather than several per row.
 func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 	defer rows.Close()
 	page := make([]Row, 0, limit)
-	buf := make([]byte, 0, 256*limit)
+	buf := make([]byte, 0, rd.bufHint(limit))
 	offsets := make([]int, 0, limit+1)
 	nk := len(rd.plan.keys)
+	var keyBuf []byte
+	keyEnds := make([]int, 0, limit*nk)
 	for rows.Next() {
 		raw := rows.RawValues()
 		t, err := decodeTime(raw[0])
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", rd.plan.timeCol.name, err)
 		}
-		row := Row{Time: t, Key: make([]string, nk)}
 		for i := range nk {
-			row.Key[i] = string(raw[1+i])
+			keyBuf = append(keyBuf, raw[1+i]...)
+			keyEnds = append(keyEnds, len(keyBuf))
 		}
 		offsets = append(offsets, len(buf))
 		buf = append(buf, '{')
@@ -199,15 +205,36 @@ func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 			}
 		}
 		buf = append(buf, '}')
-		page = append(page, row)
+		page = append(page, Row{Time: t})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	// The buffer may have moved while it grew: slice the messages last.
+	if len(page) > 0 {
+		rd.rowBytes = len(buf) / len(page)
+	}
+	// The buffers may have moved while they grew: slice them last.
 	offsets = append(offsets, len(buf))
+	keyText := string(keyBuf)
+	keys := make([]string, len(keyEnds))
+	start := 0
+	for i, end := range keyEnds {
+		keys[i] = keyText[start:end]
+		start = end
+	}
 	for i := range page {
 		page[i].Message = buf[offsets[i]:offsets[i+1]:offsets[i+1]]
+		page[i].Key = keys[i*nk : (i+1)*nk : (i+1)*nk]
 	}
 	return page, nil
+}
+
+// bufHint is the message buffer a page of limit rows likely needs, from
+// the size of the rows of the page before, with room to spare.
+func (rd *Reader) bufHint(limit int) int {
+	per := rd.rowBytes
+	if per == 0 {
+		per = 256
+	}
+	return limit * (per + per/8 + 16)
 }

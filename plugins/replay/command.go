@@ -170,10 +170,7 @@ func action(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err, 1)
 	}
-	cl, err := kgo.NewClient(append(kafkaOpts,
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(5*time.Millisecond),
-	)...)
+	cl, err := kgo.NewClient(append(kafkaOpts, ProducerOptions()...)...)
 	if err != nil {
 		return cli.Exit(fmt.Errorf("kafka client: %w", err), 1)
 	}

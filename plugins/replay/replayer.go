@@ -18,6 +18,23 @@ import (
 // repeats at most this much of the range, plus what was in flight.
 const checkpointEvery = time.Second
 
+// maxBufferedRecords is how many records the producer holds before
+// Produce blocks: several pages, so that reading the next page overlaps
+// the acknowledgements of the last (franz-go's default of 10,000 is one
+// page, and halves the rate).
+const maxBufferedRecords = 10 * history.DefaultPageSize
+
+// ProducerOptions are the franz-go options a Job's client needs, besides
+// the connection: the Placer's partition is the record's, and enough
+// buffering that reads and produces overlap.
+func ProducerOptions() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.MaxBufferedRecords(maxBufferedRecords),
+	}
+}
+
 // Placer decides the topic, key and partition of each message; the
 // exchange_router's Placer, so that a replayed series lands where the
 // router puts it live.
@@ -31,9 +48,8 @@ type Job struct {
 	// read while the checkpoint is saved, so it must allow concurrent use:
 	// a *pgxpool.Pool.
 	DB history.Querier
-	// Client produces. It must use kgo.ManualPartitioner, so that the
-	// Placer's partition is the record's; an idempotent producer (the
-	// default) keeps each partition in the order produced.
+	// Client produces, made with ProducerOptions; its idempotent producer
+	// (franz-go's default) keeps each partition in the order produced.
 	Client *kgo.Client
 	Range  history.Range
 	Placer Placer
@@ -174,6 +190,10 @@ func Run(ctx context.Context, job Job) (Summary, error) {
 		p.pending.Store(int64(len(page)))
 		window = append(window, p)
 		cb := promise(p)
+		// One allocation of records and one of keys a page, not one each
+		// a row.
+		records := make([]kgo.Record, len(page))
+		keys := make([]byte, 0, 24*len(page))
 		for i := range page {
 			topic, key, partition, msg, err := job.Placer.Place(page[i].Message)
 			if err != nil {
@@ -183,7 +203,11 @@ func Run(ctx context.Context, job Job) (Summary, error) {
 				p.pending.Add(1)
 				break
 			}
-			job.Client.Produce(produceCtx, &kgo.Record{Topic: topic, Key: []byte(key), Value: msg, Partition: partition}, cb)
+			start := len(keys)
+			keys = append(keys, key...)
+			r := &records[i]
+			r.Topic, r.Key, r.Value, r.Partition = topic, keys[start:len(keys):len(keys)], msg, partition
+			job.Client.Produce(produceCtx, r, cb)
 		}
 		if produceErr != nil {
 			break
