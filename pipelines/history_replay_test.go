@@ -213,6 +213,7 @@ func TestReplayOfAMillionRowsIsExactlyOnceInOrderAndResumesAfterAnInterrupt(t *t
 	require.NoError(t, err)
 	require.Equal(t, 0, code, second.Output())
 	assert.Contains(t, second.Output(), "resuming")
+	assert.NotContains(t, second.Output(), "\033[", "no escape codes off a terminal")
 	t.Logf("first run:\n%ssecond run:\n%s", first.Output(), second.Output())
 	assert.Regexp(t, `replayed [\d,]+ rows of crypto_prices`, second.Output())
 	assert.Equal(t, 0, rowCount(t, dsn, "qiflow_history_checkpoints"), "a complete replay deletes its checkpoint")
