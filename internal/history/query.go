@@ -21,6 +21,10 @@ type plan struct {
 	timeCol column
 	keys    []column
 	out     []column
+	// timeIndex and keyIndexes say which selected value holds the time
+	// and each key's text.
+	timeIndex  int
+	keyIndexes []int
 	// first reads from the lower bound; next reads after a position.
 	first, next string
 	// count counts the rows left, with the parameters of next or first
@@ -72,12 +76,11 @@ func newPlan(t *table, r Range, follow bool) (*plan, error) {
 		p.out = append(p.out, c)
 	}
 
-	// Select list: time (binary), keys (text, for the position), then the
-	// emitted columns in the form their kind wants.
-	sel := []string{quote(p.timeCol.name)}
-	for _, k := range p.keys {
-		sel = append(sel, quote(k.name)+"::text")
-	}
+	// Select list: the emitted columns, in the form their kind wants, then
+	// what the position needs and they do not hold: the time column
+	// (binary) and the key columns as text. A text key or the time column
+	// that is emitted anyway is read from its emitted value.
+	var sel []string
 	for _, c := range p.out {
 		switch c.kind {
 		case kindString, kindJSON:
@@ -85,6 +88,26 @@ func newPlan(t *table, r Range, follow bool) (*plan, error) {
 		default:
 			sel = append(sel, quote(c.name))
 		}
+	}
+	emitted := func(name string, kinds ...columnKind) int {
+		for i, c := range p.out {
+			if c.name == name && slices.Contains(kinds, c.kind) {
+				return i
+			}
+		}
+		return -1
+	}
+	if p.timeIndex = emitted(p.timeCol.name, kindTime); p.timeIndex < 0 {
+		p.timeIndex = len(sel)
+		sel = append(sel, quote(p.timeCol.name))
+	}
+	for _, k := range p.keys {
+		i := emitted(k.name, kindText, kindString)
+		if i < 0 {
+			i = len(sel)
+			sel = append(sel, quote(k.name)+"::text")
+		}
+		p.keyIndexes = append(p.keyIndexes, i)
 	}
 
 	n := len(r.Args)

@@ -39,8 +39,8 @@ type Range struct {
 	// dimension, or else the first timestamptz column of the primary key.
 	TimeColumn string
 	// KeyColumns make (TimeColumn, KeyColumns) unique, so that pages can
-	// resume between rows of one timestamp. Empty means the primary key
-	// without the time column.
+	// resume between rows of one timestamp. They must be NOT NULL. Empty
+	// means the primary key without the time column.
 	KeyColumns []string
 	// From and To bound the time column: From <= t < To. A zero From means
 	// no lower bound, a zero To no upper bound.

@@ -184,12 +184,12 @@ func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 	keyEnds := make([]int, 0, limit*nk)
 	for rows.Next() {
 		raw := rows.RawValues()
-		t, err := decodeTime(raw[0])
+		t, err := decodeTime(raw[rd.plan.timeIndex])
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", rd.plan.timeCol.name, err)
 		}
-		for i := range nk {
-			keyBuf = append(keyBuf, raw[1+i]...)
+		for _, i := range rd.plan.keyIndexes {
+			keyBuf = append(keyBuf, raw[i]...)
 			keyEnds = append(keyEnds, len(keyBuf))
 		}
 		offsets = append(offsets, len(buf))
@@ -200,7 +200,7 @@ func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 			}
 			buf = append(buf, rd.keys[i]...)
 			buf = append(buf, ':')
-			if buf, err = appendValue(buf, c.kind, raw[1+nk+i]); err != nil {
+			if buf, err = appendValue(buf, c.kind, raw[i]); err != nil {
 				return nil, fmt.Errorf("column %s: %w", c.name, err)
 			}
 		}

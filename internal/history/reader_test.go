@@ -136,21 +136,26 @@ func decimal8(n int) string {
 func TestAReaderStartedAfterAPositionNeitherRepeatsNorSkips(t *testing.T) {
 	conn := pricesDB(t)
 	insertPrices(t, conn, t0, 120)
-	r := history.Range{Table: "crypto_prices", PageSize: 5}
-	full, err := history.NewReader(context.Background(), conn, r)
-	require.NoError(t, err)
-	want := readAll(t, full)
-	require.Len(t, want, 120)
-
-	for _, cut := range []int{1, 5, 7, 59, 119} { // inside and at page ends, between rows of one time
-		pos := want[cut-1].Position()
-		r.After = &pos
-		rd, err := history.NewReader(context.Background(), conn, r)
+	// With every column, and with neither the time nor the keys emitted:
+	// the position is read from the emitted values or selected apart.
+	for _, columns := range [][]string{nil, {"usd_price", "symbol"}} {
+		r := history.Range{Table: "crypto_prices", PageSize: 5, Columns: columns}
+		full, err := history.NewReader(context.Background(), conn, r)
 		require.NoError(t, err)
-		rest := readAll(t, rd)
-		require.Len(t, rest, 120-cut, "after row %d", cut)
-		for i := range rest {
-			assert.Equal(t, string(want[cut+i].Message), string(rest[i].Message))
+		want := readAll(t, full)
+		require.Len(t, want, 120)
+
+		for _, cut := range []int{1, 5, 7, 59, 119} { // inside and at page ends, between rows of one time
+			pos := want[cut-1].Position()
+			r.After = &pos
+			rd, err := history.NewReader(context.Background(), conn, r)
+			require.NoError(t, err)
+			rest := readAll(t, rd)
+			require.Len(t, rest, 120-cut, "after row %d, columns %v", cut, columns)
+			for i := range rest {
+				assert.Equal(t, string(want[cut+i].Message), string(rest[i].Message))
+				assert.Equal(t, want[cut+i].Key, rest[i].Key)
+			}
 		}
 	}
 }
