@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -232,18 +233,24 @@ func newPlacer(ctx context.Context, cl *kgo.Client, file, topic string, partitio
 		}
 	}
 	fields["topic"] = topic
-	actual, err := topicPartitions(ctx, cl, topic)
-	if err != nil {
-		return nil, err
-	}
 	if partitions > 0 {
 		fields["partitions"] = partitions
 	}
-	if _, ok := fields["partitions"]; !ok {
-		fields["partitions"] = actual
-	}
-	if n, ok := fields["partitions"].(int); ok && n > actual {
-		return nil, fmt.Errorf("the router has %d partitions, topic %s only %d", n, topic, actual)
+	// A topic per exchange ({exchange} in the topic) cannot be looked up
+	// before placing; the router's own partition count then holds.
+	if !strings.Contains(topic, "{exchange}") {
+		actual, err := topicPartitions(ctx, cl, topic)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := fields["partitions"]; !ok {
+			fields["partitions"] = actual
+		}
+		if n, ok := fields["partitions"].(int); ok && n > actual {
+			return nil, fmt.Errorf("the router has %d partitions, topic %s only %d", n, topic, actual)
+		}
+	} else if _, ok := fields["partitions"]; !ok {
+		return nil, fmt.Errorf("topic %s is a template: give the partitions with --%s or in --%s", topic, flagPartitions, flagRouter)
 	}
 	conf, err := yaml.Marshal(fields)
 	if err != nil {
