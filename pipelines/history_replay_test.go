@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -284,4 +286,36 @@ func TestReplayRefusesAMissingTopicAndAnEmptyRange(t *testing.T) {
 	out, code = run("--from", rfc3339(10), "--to", rfc3339(0), "--topic", "nowhere")
 	assert.Equal(t, 1, code)
 	assert.True(t, strings.Contains(out, "empty range"), out)
+}
+
+// TestReplayPlacesSeriesAsTheRouterFileSays replays with --router: a hot
+// exchange spread over every partition lands where that router puts it.
+func TestReplayPlacesSeriesAsTheRouterFileSays(t *testing.T) {
+	broker := testenv.NewBroker(t)
+	broker.CreateTopic(t, "prices-rebuild", 12)
+	dsn := withTables(t, testenv.Database(t))
+	insertHistory(t, dsn, 10)
+	router := filepath.Join(t.TempDir(), "router.yaml")
+	const fields = "partitions: 12\nhot_exchanges: { binance: 12 }\npartitions_per_exchange: 3\n"
+	require.NoError(t, os.WriteFile(router, []byte(fields), 0o600))
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	p := testenv.StartProcess(t, bin, replayEnv(broker, dsn), "replay", "--table", "crypto_prices",
+		"--from", rfc3339(0), "--to", rfc3339(10), "--topic", "prices-rebuild", "--router", router, "--json")
+	code, err := p.Wait(time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 0, code, p.Output())
+	assert.Contains(t, p.Output(), `"complete": true`)
+
+	placer, err := exchangerouter.NewPlacer("topic: prices-rebuild\n" + fields)
+	require.NoError(t, err)
+	records := broker.ConsumeAll(t, "prices-rebuild")
+	require.Equal(t, 10*historySeries, len(records))
+	replayCheck{t: t, fromTick: 0, toTick: 10, placer: placer}.run(records)
+	partitions := map[int32]bool{}
+	for _, r := range records {
+		if strings.HasPrefix(string(r.Key), "binance:") {
+			partitions[r.Partition] = true
+		}
+	}
+	assert.Greater(t, len(partitions), 3, "binance, hot, spreads beyond the share of 3")
 }
