@@ -255,3 +255,22 @@ func TestWireKey(t *testing.T) {
 		assert.Equal(t, key, history.WireKey(col))
 	}
 }
+
+func TestALimitStopsTheReadAcrossPages(t *testing.T) {
+	conn := pricesDB(t)
+	insertPrices(t, conn, t0, 60)
+	rd, err := history.NewReader(context.Background(), conn, history.Range{Table: "crypto_prices", PageSize: 7, Limit: 20})
+	require.NoError(t, err)
+	n, err := rd.Remaining(context.Background())
+	require.NoError(t, err)
+	assert.EqualValues(t, 20, n)
+	assert.Len(t, readAll(t, rd), 20)
+}
+
+func TestAFollowWhoseEndHasSettledEnds(t *testing.T) {
+	conn := pricesDB(t)
+	insertPrices(t, conn, t0, 12)
+	rd, err := history.Follow(context.Background(), conn, history.Range{Table: "crypto_prices", From: t0, To: t0.Add(time.Minute)}, 0)
+	require.NoError(t, err)
+	assert.Len(t, readAll(t, rd), 12, "readAll returns at io.EOF: a tail of a past range ends")
+}
