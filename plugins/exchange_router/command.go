@@ -29,6 +29,9 @@ const (
 	flagMechanism = "sasl-mechanism"
 	flagJSON      = "json"
 	flagTimeout   = "timeout"
+	// flagAllowPartitionIncrease lets apply raise partitions of existing
+	// topics to the file's.
+	flagAllowPartitionIncrease = "allow-partition-increase"
 )
 
 // exitDiffers is apply's exit code when a topic differs from its spec.
@@ -55,17 +58,23 @@ func CLICommand() *cli.Command {
 their partitions, replication factor and configs.
 
   qiflow topics apply  -f pipelines/topics.yaml  # create missing topics; report, never change, the rest
+  qiflow topics apply  -f pipelines/topics.yaml --allow-partition-increase  # also raise partitions
   qiflow topics status [-f pipelines/topics.yaml] # partitions, configs, end offsets, consumer lag
 
-The replication factor is capped at the cluster's broker count. apply exits
-with code 2 when an existing topic differs from the file. The cluster is
+Config values are checked before anything is sent: retention.ms takes
+milliseconds ("604800000"), not "7d". The replication factor is capped at
+the cluster's broker count, with a warning. apply exits with code 2 when an
+existing topic differs from the file. The cluster is
 --brokers, or REDPANDA_BROKERS; SASL and TLS come from REDPANDA_USERNAME,
 REDPANDA_PASSWORD, REDPANDA_SASL_MECHANISM and REDPANDA_TLS.`,
 		Subcommands: []*cli.Command{
 			{
-				Name:   "apply",
-				Usage:  "Create the missing topics of the file and report topics that differ from it",
-				Flags:  append(connection(), &cli.StringFlag{Name: flagFile, Aliases: []string{"f"}, Usage: "topics `FILE`", Required: true}),
+				Name:  "apply",
+				Usage: "Create the missing topics of the file and report topics that differ from it",
+				Flags: append(connection(),
+					&cli.StringFlag{Name: flagFile, Aliases: []string{"f"}, Usage: "topics `FILE`", Required: true},
+					&cli.BoolFlag{Name: flagAllowPartitionIncrease, Usage: "raise the partitions of existing topics to the file's (never lowers them; keyed records then map to other partitions)"},
+				),
 				Action: topicsApplyAction,
 			},
 			{
@@ -127,7 +136,7 @@ func topicsApplyAction(c *cli.Context) error {
 	}
 	defer cancel()
 	defer adm.Close()
-	outcomes, err := applyTopics(ctx, adm, spec)
+	outcomes, err := applyTopics(ctx, adm, spec, applyOptions{allowPartitionIncrease: c.Bool(flagAllowPartitionIncrease)})
 	if err != nil {
 		return cli.Exit(fmt.Errorf("apply %s to %s: %w", c.String(flagFile), c.String(flagBrokers), err), 1)
 	}

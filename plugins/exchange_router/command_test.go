@@ -52,10 +52,11 @@ func TestApplyCreatesTheShippedTopicsAndASecondRunChangesNothing(t *testing.T) {
 	broker := testenv.NewBroker(t)
 	first, code := applyJSON(t, broker, shippedTopics)
 	require.Equal(t, 0, code)
-	require.Len(t, first, 6)
+	require.Len(t, first, 8)
 	for _, o := range first {
 		assert.Equal(t, outcomeCreated, o.Outcome, o.Topic)
 		assert.Contains(t, o.Details[0], "replication 1", "replication is capped at the one broker")
+		assert.Equal(t, []string{"replication capped at 1: the spec asks 3 and the cluster has 1 broker(s)"}, o.Warnings, o.Topic)
 	}
 
 	details, err := broker.Admin(t).ListTopics(context.Background())
@@ -88,7 +89,7 @@ func TestApplyReportsATopicThatDiffersWithoutChangingIt(t *testing.T) {
 	}
 	prices := byTopic["crypto-prices"]
 	assert.Equal(t, outcomeDiffers, prices.Outcome)
-	assert.Contains(t, prices.Details, "partitions: 3, spec 12")
+	assert.Contains(t, prices.Details, "partitions: 3, spec 12 (--allow-partition-increase raises them)")
 	assert.Equal(t, outcomeCreated, byTopic["crypto-ohlcv"].Outcome, "the other topics are still created")
 
 	details, err := broker.Admin(t).ListTopics(context.Background(), "crypto-prices")
@@ -98,7 +99,7 @@ func TestApplyReportsATopicThatDiffersWithoutChangingIt(t *testing.T) {
 	text, code := runTopics(t, "apply", "-f", shippedTopics, "--brokers", broker.SeedList())
 	assert.Equal(t, exitDiffers, code)
 	assert.Contains(t, text, "crypto-prices")
-	assert.Contains(t, text, "differs: partitions: 3, spec 12")
+	assert.Contains(t, text, "differs: partitions: 3, spec 12 (")
 }
 
 func TestStatusShowsPartitionsConfigsOffsetsAndLag(t *testing.T) {
@@ -122,7 +123,7 @@ func TestStatusShowsPartitionsConfigsOffsetsAndLag(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	var status []topicStatus
 	require.NoError(t, json.Unmarshal([]byte(out), &status), out)
-	require.Len(t, status, 6)
+	require.Len(t, status, 8)
 	var analytics topicStatus
 	for _, s := range status {
 		if s.Topic == "crypto-analytics" {
@@ -160,4 +161,76 @@ func TestBadTopicsFilesAreRejected(t *testing.T) {
 	}
 	_, code := runTopics(t, "apply", "-f", filepath.Join(dir, "missing.yaml"), "--brokers", "127.0.0.1:1")
 	assert.Equal(t, 1, code)
+}
+
+func TestApplySaysWhenItCapsReplication(t *testing.T) {
+	broker := testenv.NewBroker(t, testenv.WithBrokers(2))
+	text, code := runTopics(t, "apply", "-f", shippedTopics, "--brokers", broker.SeedList())
+	require.Equal(t, 0, code, text)
+	assert.Contains(t, text, "crypto-prices            created: 12 partitions, replication 2\n  WARNING: replication capped at 2: the spec asks 3 and the cluster has 2 broker(s)")
+
+	details, err := broker.Admin(t).ListTopics(context.Background(), "crypto-prices")
+	require.NoError(t, err)
+	assert.Equal(t, 2, replicationOf(details["crypto-prices"]))
+
+	// A spec that asks no more than the cluster has is not capped.
+	exact := filepath.Join(t.TempDir(), "topics.yaml")
+	require.NoError(t, os.WriteFile(exact, []byte("topics:\n  - { name: two, partitions: 1, replication_factor: 2 }\n"), 0o600))
+	outcomes, code := applyJSON(t, broker, exact)
+	require.Equal(t, 0, code)
+	assert.Empty(t, outcomes[0].Warnings)
+}
+
+func TestAllowPartitionIncreaseRaisesPartitionsAndNeverLowersThem(t *testing.T) {
+	broker := testenv.NewBroker(t, testenv.WithTopics(3, "crypto-prices"), testenv.WithTopics(30, "crypto-ohlcv"))
+	partitions := func(topic string) int {
+		details, err := broker.Admin(t).ListTopics(context.Background(), topic)
+		require.NoError(t, err)
+		return len(details[topic].Partitions)
+	}
+
+	text, code := runTopics(t, "apply", "-f", shippedTopics, "--brokers", broker.SeedList())
+	assert.Equal(t, exitDiffers, code)
+	assert.Contains(t, text, "partitions: 3, spec 12 (--allow-partition-increase raises them)")
+	assert.Equal(t, 3, partitions("crypto-prices"), "without the flag nothing changes")
+
+	text, code = runTopics(t, "apply", "-f", shippedTopics, "--brokers", broker.SeedList(), "--allow-partition-increase")
+	assert.Equal(t, exitDiffers, code, "crypto-ohlcv still has more partitions than its spec")
+	assert.Contains(t, text, "crypto-prices            changed: partitions: 3 → 12\n  WARNING: keyed placement changes")
+	assert.Contains(t, text, "crypto-ohlcv             differs: partitions: 30, spec 24 (partitions can never be decreased")
+	assert.Equal(t, 12, partitions("crypto-prices"))
+	assert.Equal(t, 30, partitions("crypto-ohlcv"), "partitions are never lowered")
+
+	outcomes, _ := applyJSON(t, broker, shippedTopics)
+	for _, o := range outcomes {
+		if o.Topic == "crypto-prices" {
+			assert.Equal(t, outcomeUnchanged, o.Outcome, "a second run has nothing to raise: %v", o.Details)
+		}
+	}
+}
+
+func TestConfigValuesAreCheckedBeforeAnythingIsCreated(t *testing.T) {
+	broker := testenv.NewBroker(t)
+	bad := filepath.Join(t.TempDir(), "topics.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(`topics:
+  - name: crypto-prices
+    partitions: 12
+    configs:
+      retention.ms: 7d
+      compression.type: lz5
+  - name: crypto-ohlcv
+    partitions: 24
+    configs:
+      retention.msec: "1"
+`), 0o600))
+	text, code := runTopics(t, "apply", "-f", bad, "--brokers", broker.SeedList())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, text, bad+`: topic crypto-prices: configs: retention.ms: "7d" is not valid: expected an integer number of milliseconds, at least -1 (-1: forever); 7d is "604800000"`)
+	assert.Contains(t, text, bad+`: topic crypto-prices: configs: compression.type: "lz5" is not valid`)
+	assert.Contains(t, text, bad+`: topic crypto-ohlcv: configs: unknown topic config "retention.msec"`)
+
+	details, err := broker.Admin(t).ListTopics(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, details.Names(), "a file with a bad value creates no topic")
+	assert.ErrorContains(t, LintTopicsFile(bad), "retention.ms")
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/qicore/qiflow/internal/topics"
 )
 
 // defaultReplicationFactor is used when a topic spec leaves it out; it is
@@ -43,6 +45,7 @@ func loadTopics(path string) (*topicsFile, error) {
 		return nil, fmt.Errorf("parse topics file %s: %w", path, err)
 	}
 	seen := map[string]bool{}
+	var problems []error
 	for i := range f.Topics {
 		t := &f.Topics[i]
 		switch {
@@ -58,10 +61,18 @@ func loadTopics(path string) (*topicsFile, error) {
 		if t.ReplicationFactor == 0 {
 			t.ReplicationFactor = defaultReplicationFactor
 		}
+		for _, key := range sortedKeys(t.Configs) {
+			if err := topics.ValidateConfig(key, t.Configs[key]); err != nil {
+				problems = append(problems, fmt.Errorf("%s: topic %s: configs: %w", path, t.Name, err))
+			}
+		}
 		seen[t.Name] = true
 	}
 	if len(f.Topics) == 0 {
 		return nil, fmt.Errorf("%s: no topics", path)
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
 	return &f, nil
 }
@@ -79,14 +90,21 @@ const (
 	outcomeCreated   = "created"
 	outcomeUnchanged = "unchanged"
 	outcomeDiffers   = "differs"
+	// outcomeChanged is an existing topic whose partitions apply raised to
+	// the spec's, with --allow-partition-increase.
+	outcomeChanged = "changed"
 )
 
 // topicOutcome says what applying one topic spec did, or, for a topic that
-// differs from its spec, how, since apply never changes an existing topic.
+// differs from its spec, how: apply changes an existing topic only to raise
+// its partitions when allowed.
 type topicOutcome struct {
 	Topic   string   `json:"topic"`
 	Outcome string   `json:"outcome"`
 	Details []string `json:"details,omitempty"`
+	// Warnings say what apply did other than the spec asks (replication
+	// capped at the broker count) or what a change means for readers.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (o topicOutcome) String() string {
@@ -94,13 +112,27 @@ func (o topicOutcome) String() string {
 	if len(o.Details) > 0 {
 		s += ": " + strings.Join(o.Details, "; ")
 	}
+	for _, w := range o.Warnings {
+		s += "\n  WARNING: " + w
+	}
 	return s
 }
 
+// applyOptions change what applyTopics may do to existing topics.
+type applyOptions struct {
+	// allowPartitionIncrease raises an existing topic's partitions to the
+	// spec's. Partitions are never decreased: Kafka cannot.
+	allowPartitionIncrease bool
+}
+
+// keyedPlacementWarning is what raising partitions means for keyed records.
+const keyedPlacementWarning = "keyed placement changes: records of a key produced from now on may go to a different partition than its earlier records, so per-key order holds only within each side of the change"
+
 // applyTopics creates the topics of f that are missing, with replication
-// capped at the broker count, and reports existing topics whose partitions,
-// replication or configs differ from f without changing them.
-func applyTopics(ctx context.Context, adm *kadm.Client, f *topicsFile) ([]topicOutcome, error) {
+// capped at the broker count (and says so), raises partitions of existing
+// topics when allowed, and reports existing topics whose partitions,
+// replication or configs differ from f without changing them otherwise.
+func applyTopics(ctx context.Context, adm *kadm.Client, f *topicsFile, opts applyOptions) ([]topicOutcome, error) {
 	meta, err := adm.BrokerMetadata(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read cluster metadata: %w", err)
@@ -117,24 +149,41 @@ func applyTopics(ctx context.Context, adm *kadm.Client, f *topicsFile) ([]topicO
 	var outcomes []topicOutcome
 	for _, spec := range f.Topics {
 		replicas := min(spec.ReplicationFactor, brokers)
+		var capped []string
+		if replicas < spec.ReplicationFactor {
+			capped = []string{fmt.Sprintf("replication capped at %d: the spec asks %d and the cluster has %d broker(s)", replicas, spec.ReplicationFactor, brokers)}
+		}
 		detail, ok := existing[spec.Name]
 		if !ok || errors.Is(detail.Err, kerr.UnknownTopicOrPartition) {
 			if err := createTopic(ctx, adm, spec, replicas); err != nil {
 				return outcomes, err
 			}
 			outcomes = append(outcomes, topicOutcome{Topic: spec.Name, Outcome: outcomeCreated,
-				Details: []string{fmt.Sprintf("%d partitions, replication %d", spec.Partitions, replicas)}})
+				Details:  []string{fmt.Sprintf("%d partitions, replication %d", spec.Partitions, replicas)},
+				Warnings: capped})
 			continue
 		}
 		if detail.Err != nil {
 			return outcomes, fmt.Errorf("describe topic %s: %w", spec.Name, detail.Err)
 		}
-		outcome := topicOutcome{Topic: spec.Name, Outcome: outcomeUnchanged}
-		if n := int32(len(detail.Partitions)); n != spec.Partitions {
-			outcome.Details = append(outcome.Details, fmt.Sprintf("partitions: %d, spec %d", n, spec.Partitions))
+		// changed lists what apply did to the topic; differs what it left
+		// unlike the spec.
+		var changed, differs []string
+		outcome := topicOutcome{Topic: spec.Name, Outcome: outcomeUnchanged, Warnings: capped}
+		switch n := int32(len(detail.Partitions)); {
+		case n < spec.Partitions && opts.allowPartitionIncrease:
+			if err := raisePartitions(ctx, adm, spec); err != nil {
+				return outcomes, err
+			}
+			changed = append(changed, fmt.Sprintf("partitions: %d → %d", n, spec.Partitions))
+			outcome.Warnings = append(outcome.Warnings, keyedPlacementWarning)
+		case n < spec.Partitions:
+			differs = append(differs, fmt.Sprintf("partitions: %d, spec %d (--allow-partition-increase raises them)", n, spec.Partitions))
+		case n > spec.Partitions:
+			differs = append(differs, fmt.Sprintf("partitions: %d, spec %d (partitions can never be decreased: recreate the topic to have fewer)", n, spec.Partitions))
 		}
 		if rf := replicationOf(detail); rf != int(replicas) {
-			outcome.Details = append(outcome.Details, fmt.Sprintf("replication: %d, spec %d", rf, replicas))
+			differs = append(differs, fmt.Sprintf("replication: %d, spec %d", rf, replicas))
 		}
 		for _, key := range sortedKeys(spec.Configs) {
 			want := spec.Configs[key]
@@ -142,12 +191,16 @@ func applyTopics(ctx context.Context, adm *kadm.Client, f *topicsFile) ([]topicO
 				if !ok {
 					got = "unset"
 				}
-				outcome.Details = append(outcome.Details, fmt.Sprintf("%s: %s, spec %s", key, got, want))
+				differs = append(differs, fmt.Sprintf("%s: %s, spec %s", key, got, want))
 			}
 		}
-		if len(outcome.Details) > 0 {
+		switch {
+		case len(differs) > 0:
 			outcome.Outcome = outcomeDiffers
+		case len(changed) > 0:
+			outcome.Outcome = outcomeChanged
 		}
+		outcome.Details = append(changed, differs...)
 		outcomes = append(outcomes, outcome)
 	}
 	return outcomes, nil
@@ -167,6 +220,24 @@ func createTopic(ctx context.Context, adm *kadm.Client, spec topicSpec, replicas
 			err = fmt.Errorf("%w: %s", err, resp.ErrMessage)
 		}
 		return fmt.Errorf("create topic %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// raisePartitions raises a topic's partition count to the spec's.
+func raisePartitions(ctx context.Context, adm *kadm.Client, spec topicSpec) error {
+	resp, err := adm.UpdatePartitions(ctx, int(spec.Partitions), spec.Name)
+	if err == nil {
+		var r kadm.CreatePartitionsResponse
+		if r, err = resp.On(spec.Name, nil); err == nil {
+			err = r.Err
+			if err != nil && r.ErrMessage != "" {
+				err = fmt.Errorf("%w: %s", err, r.ErrMessage)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("raise partitions of %s to %d: %w", spec.Name, spec.Partitions, err)
 	}
 	return nil
 }
