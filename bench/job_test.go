@@ -351,7 +351,7 @@ func (e *jobEnv) run(b *testing.B, c jobCase, round int, profileTo string) measu
 	pgAfter, harnessAfter := e.cpu(b)
 	m.client, m.postgres, m.harness = client, pgAfter-pgBefore, harnessAfter-harnessBefore
 	if c.kind != caseReference {
-		m.batches = metric(b, port, "timescale_batches")
+		m.batches = metric(b, port, "qiflow_timescale_batches_total")
 	}
 	if profiled != nil {
 		<-profiled

@@ -152,7 +152,7 @@ func (e *jobEnv) table() string {
 	sb.WriteString(`
 - msgs/s: messages consumed (valid, re-sent and invalid) ÷ the wall time from starting the process to seeing the whole topic committed.
 - CPU from /proc, per 1,000 rows kept (the distinct valid messages): the client process's utime+stime, read after the commit is seen and before the stop; PostgreSQL's is the postmaster's own, its exited children's (cutime+cstime) and its live children's, over the same time, so background workers (autovacuum, the checkpointer, TimescaleDB's schedulers) are included; the bench process runs the kfake broker and the harness.
-- batches: qiflow's timescale_batches from /metrics; the reference's transactions, as it prints them. Rollbacks: the delta of pg_stat_database.xact_rollback of the case's database.
+- batches: qiflow's qiflow_timescale_batches_total from /metrics; the reference's transactions, as it prints them. Rollbacks: the delta of pg_stat_database.xact_rollback of the case's database.
 `)
 
 	price, mapping := e.series(jobCases[caseQiflowPrice]), e.series(jobCases[caseQiflowMapping])

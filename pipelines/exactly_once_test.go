@@ -158,7 +158,7 @@ func wrote(proc qiflowProcess) bool {
 		return false
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "timescale_rows_inserted") && !strings.HasSuffix(line, " 0") {
+		if strings.HasPrefix(line, "qiflow_timescale_rows_inserted_total") && !strings.HasSuffix(line, " 0") {
 			return true
 		}
 	}
@@ -278,7 +278,7 @@ func TestAStalledMemberIsFencedWhenItWakes(t *testing.T) {
 
 	waitCommitted(t, broker, exactlyOnceGroup, "crypto-prices", 120*time.Second, other)
 	t.Logf("stalled with %d rows written; messages it found written already when it woke: %.0f", stoppedAt,
-		stalled.metric(t, "timescale_offsets_already_written"))
+		stalled.metric(t, "qiflow_timescale_offsets_already_written_total"))
 	stop(t, stalled)
 	stop(t, other)
 	assertExactlyOnce(t, broker, dsn, n)

@@ -170,8 +170,26 @@ func TestIngestPipelinesWriteGoodMessagesAndDeadLetterBadOnes(t *testing.T) {
 	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 60*time.Second, proc)
 	waitCommitted(t, broker, "qiflow-ohlcv", "crypto-ohlcv", 60*time.Second, proc)
 	waitCommitted(t, broker, "qiflow-analytics", "crypto-analytics", 60*time.Second, proc)
-	assert.Equal(t, float64(good+2), proc.metric(t, "timescale_rows_written"))
-	assert.Equal(t, float64(len(badPrices)+3), proc.metric(t, "timescale_rows_dead_lettered"))
+	assert.Equal(t, float64(good+2), proc.metric(t, "qiflow_timescale_rows_written_total"))
+	assert.Equal(t, float64(len(badPrices)+3), proc.metric(t, "qiflow_timescale_rows_dead_lettered_total"))
+	assertMetricsFollowTheNamingScheme(t, proc)
+	byCode := map[string]float64{}
+	for _, m := range proc.families(t)["qiflow_timescale_rows_dead_lettered_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		assert.NotEmpty(t, labels["category"], "dead letters are counted by category: %v", labels)
+		byCode[labels["code"]] += m.GetCounter().GetValue()
+	}
+	t.Logf("dead letters by code: %v", byCode)
+	assert.NotContains(t, byCode, "", "dead letters are counted by code")
+	assert.Greater(t, len(byCode), 1, "the bad messages have different codes")
+	lags := proc.families(t)["qiflow_redpanda_consumer_lag"]
+	require.NotNil(t, lags, "the consumer-lag gauge is served")
+	for _, m := range lags.GetMetric() {
+		assert.Zero(t, m.GetGauge().GetValue(), "nothing left uncommitted: %v", m.GetLabel())
+	}
 	stop(t, proc)
 
 	assert.Equal(t, good, rowCount(t, dsn, "crypto_prices"))
@@ -286,8 +304,8 @@ func TestMetricsCountRowsInsertedAndConflictsSkippedAsTheTableHasThem(t *testing
 
 	proc := qiflow(t, env(broker, dsn), "run", "prices.yaml")
 	waitCommitted(t, broker, "qiflow-prices", "crypto-prices", 90*time.Second, proc)
-	inserted := proc.metric(t, "timescale_rows_inserted")
-	skipped := proc.metric(t, "timescale_conflicts_skipped")
+	inserted := proc.metric(t, "qiflow_timescale_rows_inserted_total")
+	skipped := proc.metric(t, "qiflow_timescale_conflicts_skipped_total")
 	stop(t, proc)
 	rows := rowCount(t, dsn, "crypto_prices")
 	t.Logf("count(*) %d, rows_inserted %.0f, conflicts_skipped %.0f, resends %d", rows, inserted, skipped, resends)

@@ -237,7 +237,7 @@ func TestReloadUnderLoadLosesAndDoublesNothing(t *testing.T) {
 
 	reloaded := w.metric(t, "qiflow_reloads_total")
 	assert.Equal(t, float64(reloads+1), reloaded, "/metrics counts every reload, the start included")
-	assert.GreaterOrEqual(t, w.metric(t, "timescale_rows_written"), float64(total),
+	assert.GreaterOrEqual(t, w.metric(t, "qiflow_timescale_rows_written_total"), float64(total),
 		"the counter runs on across reloads instead of restarting with each stream")
 	stop(t, w.qiflowProcess)
 }

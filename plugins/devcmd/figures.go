@@ -19,10 +19,10 @@ const pipelineLabel = "pipeline"
 // The `timescale` output's metrics the summary reads, as /metrics names
 // them (docs/timescale-output.md).
 const (
-	metricRowsWritten = "timescale_rows_written"
-	metricConflicts   = "timescale_conflicts_skipped"
-	metricDeadLetters = "timescale_rows_dead_lettered"
-	metricLatency     = "timescale_end_to_end_latency_seconds"
+	metricRowsWritten = "qiflow_timescale_rows_written_total"
+	metricConflicts   = "qiflow_timescale_conflicts_skipped_total"
+	metricDeadLetters = "qiflow_timescale_rows_dead_lettered_total"
+	metricLatency     = "qiflow_timescale_end_to_end_latency_seconds"
 )
 
 // bucket is one cumulative histogram bucket.

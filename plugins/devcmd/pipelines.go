@@ -30,6 +30,10 @@ const (
 	// committing what it has in flight takes well under a second at the
 	// demo's rates.
 	ingestStopTimeout = 10 * time.Second
+	// catchUpTimeout bounds the wait, between stopping the feed and
+	// draining the ingest pipelines, for the ingest pipelines to write and
+	// commit what the feed produced last.
+	catchUpTimeout = 5 * time.Second
 )
 
 // pipelines are the running feed and ingest streams.
@@ -81,7 +85,7 @@ func startPipelines(dir string, o options, env map[string]string) (*pipelines, e
 		// every stream of the process feeds one registry.
 		s, err := build(ip.file, "metrics.mapping", fmt.Sprintf("meta %s = %q", pipelineLabel, ip.name))
 		if err != nil {
-			return nil, errors.Join(err, p.stop())
+			return nil, errors.Join(err, p.stop(nil))
 		}
 		p.ingest, p.names = append(p.ingest, s), append(p.names, ip.file)
 		p.run(ip.file, s)
@@ -89,7 +93,7 @@ func startPipelines(dir string, o options, env map[string]string) (*pipelines, e
 	feed, err := build(feedFile, "input.market_data.rate", strconv.Itoa(o.rate),
 		"input.market_data.bad_share", o.badShare)
 	if err != nil {
-		return nil, errors.Join(err, p.stop())
+		return nil, errors.Join(err, p.stop(nil))
 	}
 	p.feed = feed
 	p.run(feedFile, feed)
@@ -110,14 +114,26 @@ func (p *pipelines) run(name string, s *service.Stream) {
 	}()
 }
 
-// stop stops the feed, then drains the ingest pipelines, so that what was
-// produced is written and committed.
-func (p *pipelines) stop() error {
+// stop stops the feed, waits (at most catchUpTimeout) until caughtUp says
+// the ingest pipelines have committed all it produced, then drains them, so
+// that what was produced is written and committed. A nil caughtUp does not
+// wait.
+func (p *pipelines) stop(caughtUp func(context.Context) bool) error {
 	var errs []error
 	if p.feed != nil {
 		if err := p.feed.StopWithin(feedStopTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", feedFile, err))
 		}
+	}
+	if caughtUp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+		for !caughtUp(ctx) && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		cancel()
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -84,7 +84,7 @@ loop:
 	}
 	fmt.Fprintln(o.out, "stopping: draining the pipelines")
 	started := time.Now()
-	stopErr := p.stop()
+	stopErr := p.stop(sum.caughtUp)
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	sum.final(final, time.Since(started))

@@ -154,6 +154,21 @@ func millis(q float64, now, prev latency) string {
 	return fmt.Sprintf("%.1f", 1000*sec)
 }
 
+// caughtUp reports whether every ingest group has committed all its topic
+// holds.
+func (s *summary) caughtUp(ctx context.Context) bool {
+	lags, err := s.adm.Lag(ctx, groups()...)
+	if err != nil {
+		return false
+	}
+	for _, g := range groups() {
+		if l, ok := lags[g]; !ok || l.Error() != nil || l.Lag.Total() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // printLag writes how many messages each ingest group has not committed:
 // after a graceful stop they are what the next run reads first.
 func (s *summary) printLag(ctx context.Context) {

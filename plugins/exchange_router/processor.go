@@ -8,6 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/qicore/qiflow/internal/metricdoc"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -196,8 +197,8 @@ func newProcessorFromConfig(conf *service.ParsedConfig, mgr *service.Resources) 
 	}
 	p := &processor{
 		router: r,
-		routed: mgr.Metrics().NewCounter("exchange_router_routed"),
-		failed: mgr.Metrics().NewCounter("exchange_router_failed"),
+		routed: metricdoc.Counter(mgr.Metrics(), "qiflow_exchange_router_routed", "Messages the exchange router gave a topic and partition."),
+		failed: metricdoc.Counter(mgr.Metrics(), "qiflow_exchange_router_failed", "Messages the exchange router failed: an unknown exchange, or no exchange field."),
 	}
 	if conf.Contains(erFieldExchangeMapping) {
 		if p.mapping, err = conf.FieldBloblang(erFieldExchangeMapping); err != nil {

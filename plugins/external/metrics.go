@@ -1,6 +1,10 @@
 package external
 
-import "github.com/redpanda-data/benthos/v4/public/service"
+import (
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/qicore/qiflow/internal/metricdoc"
+)
 
 // metrics are the processor's own, each labelled with the plugin's name.
 type metrics struct {
@@ -14,11 +18,11 @@ type metrics struct {
 
 func newMetrics(m *service.Metrics) metrics {
 	return metrics{
-		calls:         m.NewCounter("external_plugin_calls", "plugin"),
-		callErrors:    m.NewCounter("external_plugin_call_errors", "plugin"),
-		latency:       m.NewTimer("external_plugin_call_latency_ns", "plugin"),
-		restarts:      m.NewCounter("external_plugin_restarts", "plugin"),
-		failures:      m.NewCounter("external_plugin_failures", "plugin"),
-		messageErrors: m.NewCounter("external_plugin_message_errors", "plugin"),
+		calls:         metricdoc.Counter(m, "qiflow_external_plugin_calls", "Batches sent to the plugin, retries included.", "plugin"),
+		callErrors:    metricdoc.Counter(m, "qiflow_external_plugin_call_errors", "Calls and health checks lost to a crash, a hang or a failed check.", "plugin"),
+		latency:       metricdoc.Timer(m, "qiflow_external_plugin_call_latency_ns", "Time per call to the plugin.", "plugin"),
+		restarts:      metricdoc.Counter(m, "qiflow_external_plugin_restarts", "Restarts of the plugin's process, successful or not.", "plugin"),
+		failures:      metricdoc.Counter(m, "qiflow_external_plugin_failures", "Times the plugin's restart budget ran out.", "plugin"),
+		messageErrors: metricdoc.Counter(m, "qiflow_external_plugin_message_errors", "Messages the plugin failed (BUSINESS), sent to the dead-letter path.", "plugin"),
 	}
 }

@@ -45,7 +45,7 @@ The plugin is a program built with `+"`github.com/qicore/qiflow/pkg/pluginsdk`"+
 
 **Errors.** A message the plugin fails on its own (`+"`Message.Fail`"+`) continues with its original payload and a BUSINESS error, and the metadata `+"`qiflow-error-category`, `qiflow-error-code` and `qiflow-error`"+` (plus `+"`qiflow-source-topic`, `-partition` and `-offset`"+` for Kafka messages), so that a `+"`switch`"+` output can send it to the dead-letter topic with those headers. Messages of a batch the plugin fails as a whole, or that the plugin could not process, carry a transient EXTERNAL or SYSTEM error: route errored messages that are not BUSINESS to `+"`reject_errored`"+` so they are retried, never written. See pipelines/examples/prices_normalized.yaml.
 
-**Observability.** The plugin's standard error is logged with the field `+"`plugin`"+`. Metrics, labelled by `+"`plugin`"+`: `+"`external_plugin_calls`, `external_plugin_call_errors`, `external_plugin_call_latency_ns`, `external_plugin_restarts`, `external_plugin_failures` and `external_plugin_message_errors`"+`.`).
+**Observability.** The plugin's standard error is logged with the field `+"`plugin`"+`. Metrics, labelled by `+"`plugin`"+`: `+"`qiflow_external_plugin_calls_total`, `qiflow_external_plugin_call_errors_total`, `qiflow_external_plugin_call_latency_seconds`, `qiflow_external_plugin_restarts_total`, `qiflow_external_plugin_failures_total` and `qiflow_external_plugin_message_errors_total`"+`.`).
 		Fields(
 			service.NewStringField(exFieldPlugin).
 				Description("The plugin: a name, run as `qiflow-plugin-<name>` from `QIFLOW_PLUGIN_DIR` (default `./plugins.d`), or a path to its executable (any value with a `/`).").

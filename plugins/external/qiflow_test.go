@@ -186,7 +186,7 @@ config:
   mapping: { xbt: BTC, XDG: DOGE }
 `))
 	broker.WaitForCommit(t, "test", "in", 60*time.Second, proc.Output)
-	assert.Equal(t, float64(0), proc.metric(t, "external_plugin_restarts", "symbol_normalizer"))
+	assert.Equal(t, float64(0), proc.metric(t, "qiflow_external_plugin_restarts_total", "symbol_normalizer"))
 	proc.stop(t)
 
 	out := broker.ConsumeAll(t, "out")
@@ -221,8 +221,8 @@ config:
   marker_dir: %s
 `, t.TempDir())))
 	broker.WaitForCommit(t, "test", "in", 60*time.Second, proc.Output)
-	assert.Equal(t, float64(2), proc.metric(t, "external_plugin_restarts", "testplugin"), "one restart for the crash, one for the hang")
-	assert.GreaterOrEqual(t, proc.metric(t, "external_plugin_call_errors", "testplugin"), float64(2))
+	assert.Equal(t, float64(2), proc.metric(t, "qiflow_external_plugin_restarts_total", "testplugin"), "one restart for the crash, one for the hang")
+	assert.GreaterOrEqual(t, proc.metric(t, "qiflow_external_plugin_call_errors_total", "testplugin"), float64(2))
 	proc.stop(t)
 
 	seen := map[string]int{}
@@ -273,9 +273,9 @@ config:
 	// as failed.
 	require.Eventually(t, func() bool { return replayed(t, proc) >= 2*100 },
 		30*time.Second, 50*time.Millisecond, "the input replays the failed batches")
-	assert.Equal(t, float64(2), proc.metric(t, "external_plugin_restarts", "testplugin"))
-	assert.Equal(t, float64(3), proc.metric(t, "external_plugin_calls", "testplugin"), "the first process and two restarts got one call each")
-	assert.Equal(t, float64(1), proc.metric(t, "external_plugin_failures", "testplugin"))
+	assert.Equal(t, float64(2), proc.metric(t, "qiflow_external_plugin_restarts_total", "testplugin"))
+	assert.Equal(t, float64(3), proc.metric(t, "qiflow_external_plugin_calls_total", "testplugin"), "the first process and two restarts got one call each")
+	assert.Equal(t, float64(1), proc.metric(t, "qiflow_external_plugin_failures_total", "testplugin"))
 	assert.Zero(t, broker.CommittedOffsets(t, "test", "in")[0], "nothing is committed past the failed messages")
 	assert.Empty(t, broker.ConsumeAll(t, "out"), "nothing is written")
 	assert.Empty(t, broker.ConsumeAll(t, "in.dlq"), "nothing is dead-lettered")
@@ -304,7 +304,7 @@ func replayed(t *testing.T, p qiflowProcess) float64 {
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	require.NoError(t, err)
 	sum := 0.0
-	for _, m := range families["redpanda_input_replayed"].GetMetric() {
+	for _, m := range families["qiflow_redpanda_input_replayed_total"].GetMetric() {
 		sum += m.GetCounter().GetValue()
 	}
 	return sum
@@ -352,7 +352,7 @@ plugin: testplugin
 config: { fail_containing: bad }
 `))
 	broker.WaitForCommit(t, "test", "in", 60*time.Second, proc.Output)
-	assert.Equal(t, float64(10), proc.metric(t, "external_plugin_message_errors", "testplugin"))
+	assert.Equal(t, float64(10), proc.metric(t, "qiflow_external_plugin_message_errors_total", "testplugin"))
 	proc.stop(t)
 
 	assert.Len(t, broker.ConsumeAll(t, "out"), n-10)
@@ -520,10 +520,10 @@ backoff: { initial_interval: 10ms, max_interval: 200ms }
 config: { %s: poison }
 `, c.option)))
 			broker.WaitForCommit(t, "test", "in", 60*time.Second, proc.Output)
-			restarts := proc.metric(t, "external_plugin_restarts", "testplugin")
+			restarts := proc.metric(t, "qiflow_external_plugin_restarts_total", "testplugin")
 			assert.Greater(t, restarts, float64(3), "isolating the message took more restarts than max_restarts")
-			assert.Zero(t, proc.metric(t, "external_plugin_failures", "testplugin"), "the plugin does not count as failed")
-			assert.Equal(t, float64(1), proc.metric(t, "external_plugin_message_errors", "testplugin"))
+			assert.Zero(t, proc.metric(t, "qiflow_external_plugin_failures_total", "testplugin"), "the plugin does not count as failed")
+			assert.Equal(t, float64(1), proc.metric(t, "qiflow_external_plugin_message_errors_total", "testplugin"))
 			proc.stop(t)
 
 			var got []string

@@ -7,27 +7,15 @@ import (
 // streamCounters are the counters streams_status reports per stream, by
 // their current names on /metrics.
 var streamCounters = []string{
-	"input_received",
-	"output_sent",
-	"output_error",
-	"timescale_rows_written",
-	"timescale_rows_inserted",
-	"timescale_conflicts_skipped",
-	"timescale_rows_dead_lettered",
-	"timescale_retries",
-	"redpanda_input_replayed",
-}
-
-// family finds a metric by its name, or by the names issue 16 may give it
-// (a _total suffix, a qiflow_ prefix), so that a rename does not blind the
-// tools.
-func family(families map[string]*dto.MetricFamily, name string) *dto.MetricFamily {
-	for _, n := range []string{name, name + "_total", "qiflow_" + name, "qiflow_" + name + "_total"} {
-		if f, ok := families[n]; ok {
-			return f
-		}
-	}
-	return nil
+	"input_received_total",
+	"output_sent_total",
+	"output_error_total",
+	"qiflow_timescale_rows_written_total",
+	"qiflow_timescale_rows_inserted_total",
+	"qiflow_timescale_conflicts_skipped_total",
+	"qiflow_timescale_rows_dead_lettered_total",
+	"qiflow_timescale_retries_total",
+	"qiflow_redpanda_input_replayed_total",
 }
 
 // streamLabel is the label `streams --watch` puts on each stream's metrics;
@@ -39,8 +27,8 @@ const streamLabel = "stream"
 func countersByStream(families map[string]*dto.MetricFamily) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
 	for _, name := range streamCounters {
-		f := family(families, name)
-		if f == nil {
+		f, ok := families[name]
+		if !ok {
 			continue
 		}
 		for _, m := range f.GetMetric() {

@@ -37,7 +37,7 @@ type streamReport struct {
 	StartedAt      *time.Time         `json:"started_at,omitempty"`
 	LastError      string             `json:"last_error,omitempty" jsonschema:"why the config does not run, or what is not connected"`
 	LastReload     *supervisor.Record `json:"last_reload,omitempty" jsonschema:"the stream's latest reload record"`
-	Counters       map[string]float64 `json:"counters" jsonschema:"totals since start: input_received, output_sent, output_error, timescale_rows_written, timescale_rows_dead_lettered, ..."`
+	Counters       map[string]float64 `json:"counters" jsonschema:"totals since start, by their names on /metrics: input_received_total, output_sent_total, output_error_total, qiflow_timescale_rows_written_total, qiflow_timescale_rows_dead_lettered_total, ..."`
 	RatesPerSecond map[string]float64 `json:"rates_per_second" jsonschema:"the same counters' increase per second over the window"`
 }
 
@@ -75,7 +75,7 @@ func (tb *toolbox) registerPipelineTools(srv *mcp.Server) {
 	addTool(tb, srv, &mcp.Tool{
 		Name:        "streams_status",
 		Title:       "Streams: state, rates, last error and last reload",
-		Description: "Per stream of the running qiflow: its state (ready, connecting, stopped), whether its file holds a rejected config, its last error, its last reload, and its counters with their rates per second, sampled from /metrics over window_seconds. Use it to see whether ingest keeps up (input_received vs timescale_rows_written rates) and what failed.",
+		Description: "Per stream of the running qiflow: its state (ready, connecting, stopped), whether its file holds a rejected config, its last error, its last reload, and its counters with their rates per second, sampled from /metrics over window_seconds. Use it to see whether ingest keeps up (input_received_total vs qiflow_timescale_rows_written_total rates) and what failed.",
 		Annotations: readOnly,
 	}, tb.streamsStatus)
 	addTool(tb, srv, &mcp.Tool{

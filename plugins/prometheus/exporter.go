@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/qicore/qiflow/internal/metricdoc"
 )
 
 // Field names.
@@ -27,7 +29,7 @@ func spec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Stable().
 		Summary("Serves every metric in the Prometheus text format at `/metrics` of the HTTP server.").
-		Description("Counters stay counters, gauges stay gauges, and timers (named `…_ns`) become histograms in seconds (named `…_seconds`). The qiflow plugins' own metrics, such as `timescale_rows_written` or `timescale_end_to_end_latency_ns`, appear next to Benthos's.").
+		Description("Counters stay counters and get the `_total` suffix, gauges stay gauges, and timers (named `…_ns` inside Benthos) become histograms in seconds (named `…_seconds`). Every metric has a description as its HELP text. qiflow's own metrics, such as `qiflow_timescale_rows_written_total` or `qiflow_timescale_end_to_end_latency_seconds`, appear next to Benthos's standard ones (docs/metrics.md).").
 		Fields(
 			service.NewStringField(fieldPrefix).
 				Description("A prefix for every metric name, e.g. `qiflow`.").
@@ -142,10 +144,19 @@ func vector[V prometheus.Collector](name string, labelKeys []string, create func
 	return v
 }
 
+// help is the HELP text of the metric Benthos or a plugin named name.
+func help(kind, name string) string {
+	if text, ok := metricdoc.Help(name); ok {
+		return text
+	}
+	return "The " + kind + " " + name + " (not described)."
+}
+
 func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
-	name = e.metricName(name)
+	text := help("counter", name)
+	name = e.metricName(strings.TrimSuffix(name, "_total") + "_total")
 	vec := vector(name, labelKeys, func() *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Benthos counter " + name}, labelKeys)
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: text}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterCounter {
 		return counter{vec.WithLabelValues(labelValues...)}
@@ -153,9 +164,10 @@ func (e *exporter) NewCounterCtor(name string, labelKeys ...string) service.Metr
 }
 
 func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
+	text := help("timer", name)
 	name = e.metricName(strings.TrimSuffix(name, "_ns") + "_seconds")
 	vec := vector(name, labelKeys, func() *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Benthos timer " + name, Buckets: e.buckets}, labelKeys)
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: text, Buckets: e.buckets}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterTimer {
 		return timer{vec.WithLabelValues(labelValues...)}
@@ -163,9 +175,10 @@ func (e *exporter) NewTimerCtor(name string, labelKeys ...string) service.Metric
 }
 
 func (e *exporter) NewGaugeCtor(name string, labelKeys ...string) service.MetricsExporterGaugeCtor {
+	text := help("gauge", name)
 	name = e.metricName(name)
 	vec := vector(name, labelKeys, func() *prometheus.GaugeVec {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Benthos gauge " + name}, labelKeys)
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: text}, labelKeys)
 	})
 	return func(labelValues ...string) service.MetricsExporterGauge {
 		return gauge{vec.WithLabelValues(labelValues...)}

@@ -29,8 +29,9 @@ func TestMetricsAreServedInPrometheusTextFormat(t *testing.T) {
 	families, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
 	require.NoError(t, err, "the body parses as Prometheus text:\n%s", rec.Body)
 
-	assert.Equal(t, 1000.0, families["qiflow_timescale_rows_written"].GetMetric()[0].GetCounter().GetValue())
-	assert.Equal(t, "root.input", families["qiflow_input_received"].GetMetric()[0].GetLabel()[0].GetValue())
+	assert.Equal(t, 1000.0, families["qiflow_timescale_rows_written_total"].GetMetric()[0].GetCounter().GetValue(), "counters end in _total")
+	assert.Equal(t, "root.input", families["qiflow_input_received_total"].GetMetric()[0].GetLabel()[0].GetValue())
+	assert.Equal(t, "Messages the input received.", families["qiflow_input_received_total"].GetHelp(), "Benthos's metrics are described")
 	latency := families["qiflow_timescale_end_to_end_latency_seconds"].GetMetric()[0].GetHistogram()
 	assert.Equal(t, uint64(1), latency.GetSampleCount())
 	assert.InDelta(t, 0.012, latency.GetSampleSum(), 1e-9, "timers are histograms in seconds")
@@ -65,6 +66,6 @@ func TestAMetricReusedWithOtherLabelsNeitherPanicsNorBreaksTheEndpoint(t *testin
 	parser := expfmt.NewTextParser(model.LegacyValidation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
 	require.NoError(t, err, "%s", rec.Body)
-	require.Len(t, families["relabel_input_received"].GetMetric(), 1)
-	assert.Equal(t, 3.0, families["relabel_input_received"].GetMetric()[0].GetCounter().GetValue(), "the first definition keeps counting")
+	require.Len(t, families["relabel_input_received_total"].GetMetric(), 1)
+	assert.Equal(t, 3.0, families["relabel_input_received_total"].GetMetric()[0].GetCounter().GetValue(), "the first definition keeps counting")
 }

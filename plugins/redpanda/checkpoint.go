@@ -64,6 +64,12 @@ type partitionWindow struct {
 	committable    kgo.EpochOffset
 	committed      int64
 
+	// highWatermark is the partition's end as the last fetch saw it, and
+	// startOffset the first offset this member fetched; -1 until known.
+	// They make the consumer-lag gauge (lag.go).
+	highWatermark int64
+	startOffset   int64
+
 	// detached is set once the partition is revoked or lost: acks that
 	// arrive afterwards change nothing.
 	detached bool
@@ -74,10 +80,12 @@ type partitionWindow struct {
 
 func newPartitionWindow(limit int) *partitionWindow {
 	return &partitionWindow{
-		limit:       limit,
-		attempts:    map[int64]int{},
-		committable: kgo.EpochOffset{Epoch: -1, Offset: -1},
-		committed:   -1,
+		limit:         limit,
+		attempts:      map[int64]int{},
+		committable:   kgo.EpochOffset{Epoch: -1, Offset: -1},
+		committed:     -1,
+		highWatermark: -1,
+		startOffset:   -1,
 	}
 }
 

@@ -85,8 +85,14 @@ func (r *reader) pollLoop(ctx context.Context, cl *kgo.Client) {
 		var toPause map[string][]int32
 		var pausing []*partitionWindow
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			w, ok := r.windows[topicPartition{p.Topic, p.Partition}]
-			if !ok || len(p.Records) == 0 {
+			tp := topicPartition{p.Topic, p.Partition}
+			w, ok := r.windows[tp]
+			if !ok {
+				return
+			}
+			w.observe(p)
+			r.lag.set(tp, w)
+			if len(p.Records) == 0 {
 				return
 			}
 			w.add(p.Records, now)
@@ -205,6 +211,7 @@ func (r *reader) commitLoop(ctx context.Context, cl *kgo.Client) {
 // partition when only is nil.
 func (r *reader) commit(ctx context.Context, cl *kgo.Client, only map[topicPartition]*partitionWindow) error {
 	type covered struct {
+		tp         topicPartition
 		w          *partitionWindow
 		offset     int64
 		ackedTotal int
@@ -225,7 +232,7 @@ func (r *reader) commit(ctx context.Context, cl *kgo.Client, only map[topicParti
 			offsets[tp.topic] = map[int32]kgo.EpochOffset{}
 		}
 		offsets[tp.topic][tp.partition] = eo
-		done = append(done, covered{w, eo.Offset, n})
+		done = append(done, covered{tp, w, eo.Offset, n})
 	}
 	r.mu.Unlock()
 	if len(done) == 0 {
@@ -252,6 +259,9 @@ func (r *reader) commit(ctx context.Context, cl *kgo.Client, only map[topicParti
 	r.mu.Lock()
 	for _, c := range done {
 		c.w.commitDone(c.offset, c.ackedTotal)
+		if !c.w.detached {
+			r.lag.set(c.tp, c.w)
+		}
 	}
 	r.broadcastLocked()
 	r.mu.Unlock()
@@ -340,6 +350,9 @@ func (r *reader) release(windows map[topicPartition]*partitionWindow) {
 	defer r.mu.Unlock()
 	for tp, w := range windows {
 		w.detached = true
+		if r.windows[tp] == w {
+			r.lag.release(tp)
+		}
 		if w.paused {
 			paused[tp.topic] = append(paused[tp.topic], tp.partition)
 			pausedWindows = append(pausedWindows, w)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/qicore/qiflow/internal/exactlyonce"
+	"github.com/qicore/qiflow/internal/metricdoc"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -31,6 +32,7 @@ type reader struct {
 	conf    readerConfig
 	log     *service.Logger
 	replays *service.MetricCounter
+	lag     consumerLag // set under mu
 
 	// mu guards the fields below it up to client, every partitionWindow,
 	// and the pause state of franz-go's fetches: a pause or resume is
@@ -71,7 +73,8 @@ func newReader(conf readerConfig, mgr *service.Resources) *reader {
 		log:       mgr.Logger(),
 		scope:     result.ScopeOf(mgr),
 		link:      link,
-		replays:   mgr.Metrics().NewCounter("redpanda_input_replayed"),
+		replays:   metricdoc.Counter(mgr.Metrics(), "qiflow_redpanda_input_replayed", "Messages handed downstream again after their write failed."),
+		lag:       newConsumerLag(mgr.Metrics(), conf.group),
 		windows:   map[topicPartition]*partitionWindow{},
 		changed:   make(chan struct{}),
 		commitNow: make(chan struct{}, 1),

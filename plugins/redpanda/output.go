@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/qicore/qiflow/internal/metricdoc"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -153,9 +154,9 @@ func newWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*w
 	log := mgr.Logger()
 	w := &writer{
 		log:         log,
-		retries:     mgr.Metrics().NewCounter("redpanda_output_retries"),
-		deadLetters: mgr.Metrics().NewCounter("redpanda_output_dead_lettered"),
-		truncated:   mgr.Metrics().NewCounter("redpanda_output_truncated"),
+		retries:     metricdoc.Counter(mgr.Metrics(), "qiflow_redpanda_output_retries", "Produce attempts retried after a transient broker error."),
+		deadLetters: metricdoc.Counter(mgr.Metrics(), "qiflow_redpanda_output_dead_lettered", "Messages the broker can never accept (too large, invalid), failed to the pipeline's dead-letter path."),
+		truncated:   metricdoc.Counter(mgr.Metrics(), "qiflow_redpanda_output_truncated", "Dead letters cut to the broker's size limit."),
 		scope:       result.ScopeOf(mgr),
 		explicit:    &explicitPartitioner{},
 		limits:      newRecordLimits(log),

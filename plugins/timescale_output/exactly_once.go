@@ -240,8 +240,8 @@ func (g *gapCounter) note(p partitionRange, refused bool) int {
 // exactlyOnceStats is what one exactly-once write did.
 type exactlyOnceStats struct {
 	inserted      int64
-	alreadyStored int // messages skipped: their offsets were past already
-	deadLettered  int
+	alreadyStored int           // messages skipped: their offsets were past already
+	deadLettered  map[int]error // by index in the batch
 }
 
 // writeExactlyOnce writes a batch in exactly-once mode: see the comment at
@@ -277,7 +277,7 @@ func (o *output) writeExactlyOnce(ctx context.Context, cp *copier, batch service
 			o.metrics.rowsInserted.Incr(stats.inserted)
 			o.metrics.rowsWritten.Incr(stats.inserted)
 			o.metrics.alreadyWritten.Incr(int64(stats.alreadyStored))
-			o.metrics.deadLettered.Incr(int64(stats.deadLettered))
+			o.metrics.deadLetters(stats.deadLettered)
 			o.metrics.batches.Incr(1)
 			o.metrics.writeDuration.Timing(time.Since(started).Nanoseconds())
 			return nil
@@ -393,7 +393,7 @@ func (o *output) writeWithOffsets(ctx context.Context, cp *copier, group string,
 		if err := o.writeDeadLetters(ctx, batch, failed); err != nil {
 			return stats, err
 		}
-		stats.deadLettered = len(failed)
+		stats.deadLettered = failed
 	}
 	if err := o.advanceOffsets(ctx, tx, group, parts); err != nil {
 		return stats, err

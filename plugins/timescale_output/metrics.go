@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/qicore/qiflow/internal/metricdoc"
+	"github.com/qicore/qiflow/internal/result"
 )
 
 // metrics are the output's own counters and timers, next to Benthos's;
@@ -28,19 +31,19 @@ type metrics struct {
 
 func newMetrics(m *service.Metrics) metrics {
 	return metrics{
-		rowsInserted:   m.NewCounter("timescale_rows_inserted"),
-		rowsUpdated:    m.NewCounter("timescale_rows_updated"),
-		rowsWritten:    m.NewCounter("timescale_rows_written"),
-		batches:        m.NewCounter("timescale_batches"),
-		fastBatches:    m.NewCounter("timescale_fast_path_batches"),
-		stagedBatches:  m.NewCounter("timescale_staged_path_batches"),
-		rollbacks:      m.NewCounter("timescale_copy_rollbacks"),
-		alreadyWritten: m.NewCounter("timescale_offsets_already_written"),
-		conflicts:      m.NewCounter("timescale_conflicts_skipped"),
-		deadLettered:   m.NewCounter("timescale_rows_dead_lettered"),
-		retries:        m.NewCounter("timescale_retries"),
-		writeDuration:  m.NewTimer("timescale_write_duration_ns"),
-		latency:        m.NewTimer("timescale_end_to_end_latency_ns"),
+		rowsInserted:   metricdoc.Counter(m, "qiflow_timescale_rows_inserted", "Rows the timescale output inserted."),
+		rowsUpdated:    metricdoc.Counter(m, "qiflow_timescale_rows_updated", "Rows the timescale output updated in place (conflict: do_update)."),
+		rowsWritten:    metricdoc.Counter(m, "qiflow_timescale_rows_written", "Rows the timescale output inserted or updated."),
+		batches:        metricdoc.Counter(m, "qiflow_timescale_batches", "Batches the timescale output committed."),
+		fastBatches:    metricdoc.Counter(m, "qiflow_timescale_fast_path_batches", "Batches written by a COPY straight into the table."),
+		stagedBatches:  metricdoc.Counter(m, "qiflow_timescale_staged_path_batches", "Batches written through a staging table, for their conflicts."),
+		rollbacks:      metricdoc.Counter(m, "qiflow_timescale_copy_rollbacks", "COPYs into the table rolled back by a duplicate key and written again through the staging table."),
+		alreadyWritten: metricdoc.Counter(m, "qiflow_timescale_offsets_already_written", "Messages an exactly-once write skipped because the database's offset was past them."),
+		conflicts:      metricdoc.Counter(m, "qiflow_timescale_conflicts_skipped", "Messages whose row was already there (conflict: do_nothing): replays and re-sends."),
+		deadLettered:   metricdoc.Counter(m, "qiflow_timescale_rows_dead_lettered", "Messages that can never be written, sent to the dead-letter output, by the code and category of their error (the qiflow-error-* headers).", "code", "category"),
+		retries:        metricdoc.Counter(m, "qiflow_timescale_retries", "Write attempts retried after a transient error."),
+		writeDuration:  metricdoc.Timer(m, "qiflow_timescale_write_duration_ns", "Time to write and commit one batch."),
+		latency:        metricdoc.Timer(m, "qiflow_timescale_end_to_end_latency_ns", "Time from a message's Kafka record timestamp to its row's commit, sampled."),
 	}
 }
 
@@ -64,6 +67,15 @@ func (m metrics) rows(stats pathStats) {
 	m.rowsUpdated.Incr(stats.updated)
 	m.rowsWritten.Incr(stats.inserted + stats.updated)
 	m.conflicts.Incr(stats.conflicts)
+}
+
+// deadLetters counts the messages of a batch that went to the dead-letter
+// output, by their error's code and category.
+func (m metrics) deadLetters(failed map[int]error) {
+	for _, err := range failed {
+		e := result.Classify(err)
+		m.deadLettered.Incr(1, e.Code, e.Category.String())
+	}
 }
 
 // latencySampleEvery is how often a written message's latency is sampled.

@@ -22,7 +22,7 @@ func counters(t *testing.T, prefix string, names ...string) map[string]int {
 	out := map[string]int{}
 	for _, f := range families {
 		for _, name := range names {
-			if f.GetName() == prefix+"_"+name {
+			if f.GetName() == prefix+"_qiflow_"+name+"_total" {
 				for _, m := range f.GetMetric() {
 					out[name] += int(m.GetCounter().GetValue())
 				}

@@ -749,7 +749,7 @@ func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch,
 		}
 		return batchErr
 	}
-	o.metrics.deadLettered.Incr(int64(len(indexes)))
+	o.metrics.deadLetters(failed)
 	return nil
 }
 
