@@ -35,7 +35,9 @@ USER nonroot:nonroot
 # REDPANDA_USERNAME, REDPANDA_PASSWORD (or QIFLOW_REDPANDA_SASL_PASSWORD_FILE=/run/secrets/…) and
 # DATABASE_URL; docker-compose.yml runs the development profile instead.
 ENV QIFLOW_ENV=production
-# 4195: the HTTP server (/ping, /ready, /metrics, POST /reload, /reloads).
+# 4195: the HTTP server (/ping, /ready, /metrics, POST /reload, /reloads), on
+# every interface, so that probes, Prometheus and published ports reach it.
+ENV QIFLOW_HTTP_ADDRESS=0.0.0.0:4195
 EXPOSE 4195
 # /ready answers 200 once every input and output of the stream is connected.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
