@@ -25,11 +25,14 @@ const checkpointEvery = time.Second
 const maxBufferedRecords = 10 * history.DefaultPageSize
 
 // ProducerOptions are the franz-go options a Job's client needs, besides
-// the connection: the Placer's partition is the record's, and enough
-// buffering that reads and produces overlap.
+// the connection: the Placer's partition is the record's, enough buffering
+// that reads and produces overlap, and lz4, the codec of the shipped topics
+// and of the redpanda output's default, so that the broker need not
+// recompress.
 func ProducerOptions() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.MaxBufferedRecords(maxBufferedRecords),
 	}
