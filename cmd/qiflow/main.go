@@ -54,6 +54,7 @@ func main() {
 	if len(args) > 1 && args[1] == "lint" {
 		rest, linted, failed := lintSpecs(args[2:], os.Stderr)
 		specFailed = failed
+		warnPipelines(rest, os.Stderr)
 		if linted && !hasFile(rest) {
 			os.Exit(boolToCode(failed))
 		}

@@ -263,6 +263,7 @@ func (o *output) writeExactlyOnce(ctx context.Context, cp *copier, batch service
 	decodeFailed := map[int]error{}
 	enc := o.encode(batch, decodeFailed)
 	defer enc.release()
+	o.metrics.deleted.Incr(takeDeleted(decodeFailed))
 	rows := enc.finish()
 
 	retries, unknown := 0, 0

@@ -24,6 +24,8 @@ type metrics struct {
 	alreadyWritten *service.MetricCounter
 	conflicts      *service.MetricCounter
 	deadLettered   *service.MetricCounter
+	droppedRows    *service.MetricCounter
+	deleted        *service.MetricCounter
 	retries        *service.MetricCounter
 	writeDuration  *service.MetricTimer
 	latency        *service.MetricTimer
@@ -41,6 +43,8 @@ func newMetrics(m *service.Metrics) metrics {
 		alreadyWritten: metricdoc.Counter(m, "qiflow_timescale_offsets_already_written", "Messages an exactly-once write skipped because the database's offset was past them."),
 		conflicts:      metricdoc.Counter(m, "qiflow_timescale_conflicts_skipped", "Messages whose row was already there (conflict: do_nothing): replays and re-sends."),
 		deadLettered:   metricdoc.Counter(m, "qiflow_timescale_rows_dead_lettered", "Messages that can never be written, sent to the dead-letter output, by the code and category of their error (the qiflow-error-* headers).", "code", "category"),
+		droppedRows:    metricdoc.Counter(m, "qiflow_timescale_rows_dropped", "Messages that can never be written, dropped unwritten (on_error: drop), by the code and category of their error.", "code", "category"),
+		deleted:        metricdoc.Counter(m, "qiflow_timescale_messages_deleted", "Messages the mapping deleted (deleted()), acknowledged without a row."),
 		retries:        metricdoc.Counter(m, "qiflow_timescale_retries", "Write attempts retried after a transient error."),
 		writeDuration:  metricdoc.Timer(m, "qiflow_timescale_write_duration_ns", "Time to write and commit one batch."),
 		latency:        metricdoc.Timer(m, "qiflow_timescale_end_to_end_latency_ns", "Time from a message's Kafka record timestamp to its row's commit, sampled."),
@@ -75,6 +79,15 @@ func (m metrics) deadLetters(failed map[int]error) {
 	for _, err := range failed {
 		e := result.Classify(err)
 		m.deadLettered.Incr(1, e.Code, e.Category.String())
+	}
+}
+
+// dropped counts the messages of a batch dropped unwritten (on_error:
+// drop), by their error's code and category.
+func (m metrics) dropped(failed map[int]error) {
+	for _, err := range failed {
+		e := result.Classify(err)
+		m.droppedRows.Incr(1, e.Code, e.Category.String())
 	}
 }
 

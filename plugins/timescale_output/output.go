@@ -103,6 +103,7 @@ root.last_updated = this.lastUpdated`).
 				Description("Most database connections. Each batch in flight uses one. Defaults to the profile's `database.pool_size`.").
 				Example(4).
 				Optional(),
+			onErrorField(),
 			service.NewOutputField(fieldDeadLetter).
 				Description("Where messages that can never be written go, with headers saying why. Typically a `redpanda` output to `<topic>.dlq` with `metadata.include_prefixes: [ \"qiflow-\" ]`.").
 				Optional(),
@@ -135,7 +136,7 @@ root.last_updated = this.lastUpdated`).
   this.exists("format") && this.exists("mapping") => [ "set either format or mapping, not both" ],
   !this.exists("format") && !this.exists("mapping") => [ "set format or mapping" ],
   this.exactly_once.or(false) && this.max_in_flight.or(2) != 1 => [ "exactly_once needs max_in_flight: 1, so that the batches of a partition are written in offset order" ],
-  this.exactly_once.or(false) && !this.exists("dead_letter") => [ "exactly_once needs a dead_letter output: a message that cannot be written moves the partition's offset on, so it must be dead-lettered in the same step" ],
+  this.exactly_once.or(false) && !this.exists("dead_letter") => [ "exactly_once needs a dead_letter output: a message that cannot be written moves the partition's offset on, so it must be dead-lettered in the same step" ],`+onErrorLintRules+`
 }`).
 		Example("Prices", "Write price messages from Redpanda into crypto_prices, dead-lettering bad ones. The database and the brokers are the profile's (docs/profiles.md).", `
 output:
@@ -196,6 +197,7 @@ type outputConfig struct {
 	exactlyOnce    bool
 	offsetsTable   pgx.Identifier
 	directCompress bool
+	onError        onError
 }
 
 // output is the timescale output.
@@ -329,6 +331,9 @@ func newOutputFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*o
 	}
 	if c.exactlyOnce && !conf.Contains(fieldDeadLetter) {
 		return nil, fmt.Errorf("%s needs a %s output: a message that cannot be written moves its partition's offset on, so it is dead-lettered in the same step", fieldExactlyOnce, fieldDeadLetter)
+	}
+	if c.onError, err = parseOnError(conf); err != nil {
+		return nil, err
 	}
 	o := &output{conf: c, log: mgr.Logger(), metrics: newMetrics(mgr.Metrics()), scope: result.ScopeOf(mgr), link: exactlyonce.LinkOf(mgr)}
 	if c.exactlyOnce {
@@ -583,6 +588,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	failed := map[int]error{}
 	enc := o.encode(batch, failed)
 	defer enc.release()
+	o.metrics.deleted.Incr(takeDeleted(failed))
 	rows, next := dedupe(enc, enc.finish(), o.key, o.conf.conflict, failed)
 	written := make([]bool, len(batch)) // by message index
 	var stats pathStats
@@ -715,7 +721,7 @@ func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, ms
 		return result.Wrap(result.Business, "mapping_failed", err, "mapping")
 	}
 	if res == nil {
-		return result.New(result.Business, "mapping_failed", "mapping deleted the message")
+		return errDeleted
 	}
 	mapped, err := res.AsStructured()
 	if err != nil {
@@ -725,32 +731,40 @@ func (o *output) values(mapping *service.MessageBatchBloblangExecutor, i int, ms
 	if !ok {
 		return result.New(result.Business, "mapping_failed", fmt.Sprintf("mapping returned %T, want an object keyed by column", mapped))
 	}
+	found := 0
 	for j, col := range o.columns {
-		cells[j] = fromGo(obj[col.name])
+		v, ok := obj[col.name]
+		if ok {
+			found++
+		}
+		cells[j] = fromGo(v)
+	}
+	if found < len(obj) {
+		return o.unknownKeys(obj)
 	}
 	return nil
 }
 
-// handleFailures sends failed messages to the dead-letter output, or
-// returns them as a batch error when there is none.
-func (o *output) handleFailures(ctx context.Context, batch service.MessageBatch, failed map[int]error) error {
-	indexes := slices.Sorted(maps.Keys(failed))
-	if o.deadLetter == nil {
-		batchErr := service.NewBatchError(batch, failed[indexes[0]])
-		for _, i := range indexes {
-			batchErr.Failed(i, failed[i])
+// unknownKeys stops the stream for a mapping that sets keys the output
+// does not write: every message would lose them, so it is the pipeline's
+// fault, not the message's.
+func (o *output) unknownKeys(obj map[string]any) error {
+	var unknown []string
+	for key := range obj {
+		if !slices.ContainsFunc(o.columns, func(c column) bool { return c.name == key }) {
+			unknown = append(unknown, key)
 		}
-		return batchErr
 	}
-	if err := o.writeDeadLetters(ctx, batch, failed); err != nil {
-		batchErr := service.NewBatchError(batch, err)
-		for _, i := range indexes {
-			batchErr.Failed(i, err)
-		}
-		return batchErr
+	slices.Sort(unknown)
+	names := make([]string, len(o.columns))
+	for i, c := range o.columns {
+		names[i] = c.name
 	}
-	o.metrics.deadLetters(failed)
-	return nil
+	err := result.New(result.System, "unknown_column", fmt.Sprintf(
+		"the mapping sets %s, which %s does not write: the columns written are %s (a column of the table missing there needs %s)",
+		strings.Join(unknown, ", "), o.conf.table.Sanitize(), strings.Join(names, ", "), fieldColumns))
+	o.stop(err)
+	return err
 }
 
 // writeDeadLetters sends the failed messages, in batch order, to the
