@@ -138,4 +138,3 @@ output:
 		assert.Contains(t, err.Error(), tt.want)
 	}
 }
-
