@@ -182,6 +182,8 @@ func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 	nk := len(rd.plan.keys)
 	var keyBuf []byte
 	keyEnds := make([]int, 0, limit*nk)
+	// times holds, per emitted column, the last timestamp and its JSON.
+	times := make([]struct{ raw, text []byte }, len(rd.plan.out))
 	for rows.Next() {
 		raw := rows.RawValues()
 		t, err := decodeTime(raw[rd.plan.timeIndex])
@@ -200,8 +202,18 @@ func (rd *Reader) scan(rows pgx.Rows, limit int) ([]Row, error) {
 			}
 			buf = append(buf, rd.keys[i]...)
 			buf = append(buf, ':')
+			if c.kind == kindTime && raw[i] != nil && string(raw[i]) == string(times[i].raw) {
+				// Rows of one time come together: format it once.
+				buf = append(buf, times[i].text...)
+				continue
+			}
+			start := len(buf)
 			if buf, err = appendValue(buf, c.kind, raw[i]); err != nil {
 				return nil, fmt.Errorf("column %s: %w", c.name, err)
+			}
+			if c.kind == kindTime && raw[i] != nil {
+				times[i].raw = append(times[i].raw[:0], raw[i]...)
+				times[i].text = append(times[i].text[:0], buf[start:]...)
 			}
 		}
 		buf = append(buf, '}')

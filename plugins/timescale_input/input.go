@@ -215,11 +215,16 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 func (in *input) batch(page []history.Row) (service.MessageBatch, service.AckFunc, error) {
 	batch := make(service.MessageBatch, len(page))
 	table := in.conf.rng.Table
+	var at time.Time
+	var atText string
 	for i := range page {
 		// The page's buffer is not reused: the messages may keep it.
 		m := service.NewMessage(page[i].Message)
 		m.MetaSetMut(MetaTable, table)
-		m.MetaSetMut(MetaTime, page[i].Time.Format(time.RFC3339Nano))
+		if i == 0 || !page[i].Time.Equal(at) { // rows of one time come together
+			at, atText = page[i].Time, page[i].Time.Format(time.RFC3339Nano)
+		}
+		m.MetaSetMut(MetaTime, atText)
 		batch[i] = m
 	}
 	pb := &pendingBatch{end: page[len(page)-1].Position(), rows: int64(len(page))}
