@@ -319,3 +319,32 @@ func TestReplayPlacesSeriesAsTheRouterFileSays(t *testing.T) {
 	}
 	assert.Greater(t, len(partitions), 3, "binance, hot, spreads beyond the share of 3")
 }
+
+// TestReplayOfATableWithoutAKeyNeedsKeyColumns replays crypto_prices_log,
+// which has no primary key: refused without --key-columns, exact with them.
+func TestReplayOfATableWithoutAKeyNeedsKeyColumns(t *testing.T) {
+	broker := testenv.NewBroker(t)
+	broker.CreateTopic(t, "prices-rebuild", 12)
+	dsn := withTables(t, testenv.Database(t))
+	insertHistory(t, dsn, 5)
+	execSQL(t, dsn, `CREATE TABLE prices_nokey AS SELECT * FROM crypto_prices`)
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	run := func(extra ...string) (string, int) {
+		args := append([]string{"replay", "--table", "prices_nokey", "--from", rfc3339(0), "--to", rfc3339(5), "--topic", "prices-rebuild",
+			"--time-column", "last_updated"}, extra...)
+		p := testenv.StartProcess(t, bin, replayEnv(broker, dsn), args...)
+		code, err := p.Wait(time.Minute)
+		require.NoError(t, err)
+		return p.Output(), code
+	}
+	out, code := run()
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "no primary key")
+	out, code = run("--key-columns", "coin_id,exchange_id")
+	require.Equal(t, 0, code, out)
+	placer, err := exchangerouter.NewPlacer("topic: prices-rebuild\npartitions: 12\nunknown_exchange: default")
+	require.NoError(t, err)
+	records := broker.ConsumeAll(t, "prices-rebuild")
+	require.Equal(t, 5*historySeries, len(records))
+	replayCheck{t: t, fromTick: 0, toTick: 5, placer: placer}.run(records)
+}

@@ -32,6 +32,8 @@ const (
 	flagTo         = "to"
 	flagTopic      = "topic"
 	flagColumns    = "columns"
+	flagTimeColumn = "time-column"
+	flagKeyColumns = "key-columns"
 	flagWhere      = "where"
 	flagArg        = "arg"
 	flagRouter     = "router"
@@ -81,6 +83,8 @@ checkpoint. --dry-run only counts the rows.
 			&cli.TimestampFlag{Name: flagTo, Usage: "end of the range (RFC 3339), excluded", Layout: time.RFC3339Nano, Required: true},
 			&cli.StringFlag{Name: flagTopic, Usage: "`TOPIC` to produce to", Required: true},
 			&cli.StringSliceFlag{Name: flagColumns, Usage: "`COLUMNS` to put in each message (default: all)"},
+			&cli.StringFlag{Name: flagTimeColumn, Usage: "timestamptz `COLUMN` that orders the read (default: the time dimension or the first timestamptz of the primary key)"},
+			&cli.StringSliceFlag{Name: flagKeyColumns, Usage: "`COLUMNS` that with the time column are unique and NOT NULL (default: the primary key); needed for a table without one"},
 			&cli.StringFlag{Name: flagWhere, Usage: "extra SQL `CONDITION` on the table's columns, with $1, $2, ... for --arg values"},
 			&cli.StringSliceFlag{Name: flagArg, Usage: "a parameter `VALUE` of --where, in order; repeatable"},
 			&cli.StringFlag{Name: flagRouter, Usage: "YAML `FILE` with the exchange_router fields of the live feed"},
@@ -121,6 +125,7 @@ func action(c *cli.Context) error {
 	}
 	rng := history.Range{
 		Table: c.String(flagTable), Columns: c.StringSlice(flagColumns),
+		TimeColumn: c.String(flagTimeColumn), KeyColumns: c.StringSlice(flagKeyColumns),
 		From: from, To: to, Where: c.String(flagWhere), Args: args,
 		PageSize: c.Int(flagPageSize),
 	}
