@@ -9,6 +9,7 @@ import (
 	"github.com/qicore/qiflow/internal/avrorow"
 	"github.com/qicore/qiflow/internal/datum"
 	"github.com/qicore/qiflow/internal/marketdata"
+	"github.com/qicore/qiflow/internal/protorow"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -87,6 +88,52 @@ func (d *Decoder) compile(ctx context.Context, cl *sr.Client, s sr.Schema) (Read
 	switch d.encoding {
 	case EncodingAvro:
 		return avrorow.Compile(s.Schema, d.kind)
+	case EncodingProtobuf:
+		imports, err := references(ctx, cl, s.References, map[string]bool{})
+		if err != nil {
+			return nil, err
+		}
+		r, err := protorow.Compile(ctx, protorow.Source{Name: "schema.proto", Text: s.Schema}, imports, d.kind)
+		if err != nil {
+			return nil, err
+		}
+		return protoReader{r}, nil
 	}
 	return nil, fmt.Errorf("encoding %s is not supported", d.encoding)
+}
+
+// references fetches the schemas a Protobuf schema imports, and theirs, as
+// the files of the names they are imported by.
+func references(ctx context.Context, cl *sr.Client, refs []sr.SchemaReference, seen map[string]bool) ([]protorow.Source, error) {
+	var sources []protorow.Source
+	for _, ref := range refs {
+		if seen[ref.Name] {
+			continue
+		}
+		seen[ref.Name] = true
+		s, err := cl.SchemaByVersion(ctx, ref.Subject, ref.Version)
+		if err != nil {
+			return nil, lookupError(ctx, err, fmt.Sprintf("reference %s (subject %s version %d)", ref.Name, ref.Subject, ref.Version))
+		}
+		sources = append(sources, protorow.Source{Name: ref.Name, Text: s.Schema.Schema})
+		deeper, err := references(ctx, cl, s.References, seen)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, deeper...)
+	}
+	return sources, nil
+}
+
+// protoReader reads the Confluent message indexes before a Protobuf
+// message.
+type protoReader struct{ r *protorow.Reader }
+
+func (p protoReader) DecodeRow(payload []byte, row []datum.Datum) error {
+	var buf [4]int
+	indexes, msg, err := SplitIndexes(payload, buf[:])
+	if err != nil {
+		return err
+	}
+	return p.r.DecodeRow(indexes, msg, row)
 }

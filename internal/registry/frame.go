@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -47,13 +48,46 @@ func frameWhy(data []byte) string {
 }
 
 // SplitIndexes reads the Protobuf message indexes that follow the header
-// in the Confluent wire format, and returns them and the message bytes.
-func SplitIndexes(payload []byte) ([]int, []byte, error) {
-	indexes, rest, err := header.DecodeIndex(payload, 16)
-	if err != nil {
-		return nil, nil, result.Wrap(result.Business, CodeInvalidFrame, err, "bad Protobuf message indexes")
+// in the Confluent wire format (a zigzag varint count, 0 meaning the first
+// message, then the indexes) into buf, and returns them and the message
+// bytes. It allocates only for a path longer than buf.
+func SplitIndexes(payload []byte, buf []int) ([]int, []byte, error) {
+	count, n := binary.Varint(payload)
+	if n <= 0 {
+		return nil, nil, result.New(result.Business, CodeInvalidFrame, "Protobuf message indexes are missing or malformed")
 	}
-	return indexes, rest, nil
+	payload = payload[n:]
+	if count == 0 {
+		return append(buf[:0], 0), payload, nil
+	}
+	if count < 0 || count > maxIndexes {
+		return nil, nil, result.New(result.Business, CodeInvalidFrame, fmt.Sprintf("Protobuf message index count %d is out of range", count))
+	}
+	indexes := buf[:0]
+	for range count {
+		idx, n := binary.Varint(payload)
+		if n <= 0 {
+			return nil, nil, result.New(result.Business, CodeInvalidFrame, "Protobuf message indexes are truncated")
+		}
+		indexes = append(indexes, int(idx))
+		payload = payload[n:]
+	}
+	return indexes, payload, nil
+}
+
+// maxIndexes bounds the depth of a Protobuf message index path.
+const maxIndexes = 16
+
+// AppendIndexes appends the Confluent message indexes of path to b.
+func AppendIndexes(b []byte, path ...int) []byte {
+	if len(path) == 1 && path[0] == 0 {
+		return append(b, 0)
+	}
+	b = binary.AppendVarint(b, int64(len(path)))
+	for _, i := range path {
+		b = binary.AppendVarint(b, int64(i))
+	}
+	return b
 }
 
 // AppendFrame appends the Confluent header of schema id to b.

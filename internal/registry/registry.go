@@ -140,17 +140,11 @@ func (r *Registry) Load(ctx context.Context, ids []int, wait func(ctx context.Co
 func (r *Registry) fetch(ctx context.Context, id int) (entry, error) {
 	s, err := r.client.SchemaByID(ctx, id)
 	if err != nil {
-		var re *sr.ResponseError
-		switch {
-		case errors.As(err, &re) && (re.StatusCode == http.StatusNotFound || sr.IsNotFoundError(re.ErrorCode)):
-			return entry{err: result.Wrap(result.Business, CodeUnknownSchema, err, fmt.Sprintf("schema id %d is not in the registry", id))}, nil
-		case errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden):
-			return entry{}, result.Wrap(result.Security, "schema_registry_auth", err, "schema registry refused the credentials")
+		err = lookupError(ctx, err, fmt.Sprintf("schema id %d", id))
+		if result.Classify(err).Category == result.Business {
+			return entry{err: err}, nil
 		}
-		if ctx.Err() != nil {
-			return entry{}, ctx.Err()
-		}
-		return entry{}, result.Wrap(result.External, "schema_registry_unavailable", err, fmt.Sprintf("look up schema id %d", id)).AsTransient()
+		return entry{}, err
 	}
 	reader, err := r.compile(ctx, r.client, s)
 	if err != nil {
@@ -160,6 +154,22 @@ func (r *Registry) fetch(ctx context.Context, id int) (entry, error) {
 		return entry{err: result.Wrap(result.Business, CodeUnsupportedSchema, err, fmt.Sprintf("schema id %d", id))}, nil
 	}
 	return entry{reader: reader}, nil
+}
+
+// lookupError classifies a failed registry lookup of what: "not found" is
+// a BUSINESS fault of the messages that need it, rejected credentials are
+// SECURITY, and anything else (unreachable, 5xx, timeouts) is TRANSIENT.
+func lookupError(ctx context.Context, err error, what string) error {
+	var re *sr.ResponseError
+	switch {
+	case errors.As(err, &re) && (re.StatusCode == http.StatusNotFound || sr.IsNotFoundError(re.ErrorCode)):
+		return result.Wrap(result.Business, CodeUnknownSchema, err, what+" is not in the registry")
+	case errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden):
+		return result.Wrap(result.Security, "schema_registry_auth", err, "schema registry refused the credentials")
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return result.Wrap(result.External, "schema_registry_unavailable", err, "look up "+what).AsTransient()
 }
 
 func splitURLs(s string) []string {
