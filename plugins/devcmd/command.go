@@ -34,6 +34,7 @@ const (
 	flagBrokers      = "brokers"
 	flagDatabase     = "database-url"
 	flagLogLevel     = "log-level"
+	flagFormat       = "format"
 )
 
 // The ports --services-only listens on unless told otherwise: those the
@@ -53,6 +54,7 @@ func CLICommand() *cli.Command {
 
   qiflow dev                      # until Ctrl-C
   qiflow dev --rate 10000 --duration 1m --bad-share 0.01
+  qiflow dev --format avro        # prices as Confluent-framed Avro through a schema registry
   qiflow dev --services-only      # only a broker and a database, for the README's walkthroughs
 
 It starts its own services: an in-process Kafka-protocol broker (kfake) and
@@ -65,9 +67,16 @@ is applied, and feed.yaml, prices.yaml, ohlcv.yaml and analytics.yaml of
 --pipelines run in this process. Ctrl-C (SIGINT or SIGTERM) stops the feed,
 drains the ingest pipelines, and removes everything the command started.
 
+--%s avro runs the prices in Avro: the run serves an in-process schema
+registry (franz-go's srfake) on 127.0.0.1, the feed encodes its prices
+with schemas/price.avsc into crypto-prices-avro (subject
+crypto-prices-avro-value), and examples/prices_avro.yaml writes them into
+crypto_prices. Candles and analytics stay JSON. Bad prices are refused by
+the feed's encoder and go to crypto-prices-avro.dlq from the feed.
+
 --%s starts only the broker (on 127.0.0.1:%d) and the database (on
 127.0.0.1:%d, database qiflow), prints the exports that point qiflow at
-them, and runs until Ctrl-C.`, flagUseEnv, flagBrokers, flagDatabase, flagServicesOnly, servicesBrokerPort, servicesDatabasePort),
+them, and runs until Ctrl-C.`, flagUseEnv, flagBrokers, flagDatabase, flagFormat, flagServicesOnly, servicesBrokerPort, servicesDatabasePort),
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: flagRate, Usage: "feed `MESSAGES` per second", Value: 2000},
 			&cli.DurationFlag{Name: flagDuration, Usage: "stop after `DURATION`; 0 runs until Ctrl-C"},
@@ -80,6 +89,7 @@ them, and runs until Ctrl-C.`, flagUseEnv, flagBrokers, flagDatabase, flagServic
 			&cli.BoolFlag{Name: flagUseEnv, Usage: "use REDPANDA_BROKERS and DATABASE_URL from the environment instead of starting services: synthetic data goes into real topics and tables"},
 			&cli.StringFlag{Name: flagBrokers, Usage: "use these comma-separated seed `BROKERS` (no SASL or TLS) instead of the in-process broker"},
 			&cli.StringFlag{Name: flagDatabase, Usage: "use this PostgreSQL `URL` instead of a throwaway cluster"},
+			&cli.StringFlag{Name: flagFormat, Usage: "`FORMAT` of the prices on the wire: json, or avro through an in-process schema registry", Value: formatJSON},
 			&cli.StringFlag{Name: flagLogLevel, Usage: "pipeline log `LEVEL`: debug, info, warn or error", Value: "warn"},
 		},
 		Action: devAction,
@@ -116,6 +126,9 @@ type options struct {
 	pipelines    string
 	interval     time.Duration
 	servicesOnly bool
+	// format is --format; ingest are its ingest pipelines.
+	format       string
+	ingest       []ingestPipeline
 	brokerPort   int      // of the in-process broker; 0 picks a free one
 	databasePort int      // of the throwaway cluster; 0 picks a free one
 	brokers      []string // empty: start an in-process broker
@@ -139,6 +152,7 @@ func parseOptions(c *cli.Context) (options, error) {
 		pipelines:    c.String(flagPipelines),
 		interval:     c.Duration(flagInterval),
 		servicesOnly: c.Bool(flagServicesOnly),
+		format:       c.String(flagFormat),
 		brokerPort:   c.Int(flagBrokerPort),
 		databasePort: c.Int(flagDatabasePort),
 		brokers:      splitSeeds(c.String(flagBrokers)),
@@ -173,7 +187,10 @@ func parseOptions(c *cli.Context) (options, error) {
 		named = append(named, "--"+flagUseEnv)
 	}
 	o.external = strings.Join(named, " and ")
+	o.ingest = ingestFor(o.format)
 	switch {
+	case o.format != formatJSON && o.format != formatAvro:
+		return o, fmt.Errorf("--%s must be %s or %s", flagFormat, formatJSON, formatAvro)
 	case o.rate < 1:
 		return o, fmt.Errorf("--%s must be at least 1", flagRate)
 	case o.interval <= 0:

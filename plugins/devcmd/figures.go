@@ -125,9 +125,9 @@ func quantile(q float64, now, prev latency) (seconds float64, ok bool) {
 
 // endOffsets returns the end offset of each data topic, summed over its
 // partitions.
-func endOffsets(ctx context.Context, adm *kadm.Client) (map[string]int64, error) {
-	topics := make([]string, len(ingestPipelines))
-	for i, p := range ingestPipelines {
+func endOffsets(ctx context.Context, adm *kadm.Client, ingest []ingestPipeline) (map[string]int64, error) {
+	topics := make([]string, len(ingest))
+	for i, p := range ingest {
 		topics[i] = p.topic
 	}
 	listed, err := adm.ListEndOffsets(ctx, topics...)

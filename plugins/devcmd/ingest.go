@@ -17,6 +17,30 @@ var ingestPipelines = []ingestPipeline{
 	{"analytics", "analytics.yaml", "crypto-analytics", "crypto_market_analytics", "qiflow-analytics"},
 }
 
+// avroIngestPipelines are those of --format avro: prices come as
+// Confluent-framed Avro (examples/prices_avro.yaml), with a registry the run
+// serves; candles and analytics stay JSON, as only prices have an Avro
+// example pipeline.
+var avroIngestPipelines = []ingestPipeline{
+	{"prices", "examples/prices_avro.yaml", "crypto-prices-avro", "crypto_prices", "qiflow-prices-avro"},
+	ingestPipelines[1],
+	ingestPipelines[2],
+}
+
+// Formats of --format.
+const (
+	formatJSON = "json"
+	formatAvro = "avro"
+)
+
+// ingestFor returns the ingest pipelines of a --format.
+func ingestFor(format string) []ingestPipeline {
+	if format == formatAvro {
+		return avroIngestPipelines
+	}
+	return ingestPipelines
+}
+
 // The other files of the pipelines directory a dev run reads.
 const (
 	feedFile   = "feed.yaml"
@@ -25,18 +49,18 @@ const (
 )
 
 // requiredFiles are the files the pipelines directory must hold.
-func requiredFiles() []string {
+func requiredFiles(ingest []ingestPipeline) []string {
 	files := []string{feedFile, schemaFile, topicsFile}
-	for _, p := range ingestPipelines {
+	for _, p := range ingest {
 		files = append(files, p.file)
 	}
 	return files
 }
 
 // groups are the ingest pipelines' consumer groups.
-func groups() []string {
-	names := make([]string, len(ingestPipelines))
-	for i, p := range ingestPipelines {
+func groups(ingest []ingestPipeline) []string {
+	names := make([]string, len(ingest))
+	for i, p := range ingest {
 		names[i] = p.group
 	}
 	return names

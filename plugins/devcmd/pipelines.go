@@ -19,6 +19,7 @@ import (
 	_ "github.com/qicore/qiflow/plugins/exchange_router"
 	_ "github.com/qicore/qiflow/plugins/market_data"
 	_ "github.com/qicore/qiflow/plugins/redpanda"
+	_ "github.com/qicore/qiflow/plugins/schema_registry"
 	_ "github.com/qicore/qiflow/plugins/timescale_output"
 )
 
@@ -48,24 +49,28 @@ type pipelines struct {
 
 // startPipelines builds the feed and the three ingest pipelines of dir,
 // with the variables of env overriding the process environment, and runs
-// them: ingest first, so that it is consuming when the feed starts.
-func startPipelines(dir string, o options, env map[string]string) (*pipelines, error) {
+// them: ingest first, so that it is consuming when the feed starts. With
+// --format avro, registryURL is the schema registry of the Avro prices.
+func startPipelines(dir string, o options, env map[string]string, registryURL string) (*pipelines, error) {
 	lookup := func(name string) (string, bool) {
 		if v, ok := env[name]; ok {
 			return v, true
 		}
 		return os.LookupEnv(name)
 	}
-	build := func(name string, fields ...any) (*service.Stream, error) {
+	build := func(name, conf string, fields ...any) (*service.Stream, error) {
 		path := filepath.Join(dir, name)
-		conf, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read pipeline: %w", err)
+		if conf == "" {
+			text, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("read pipeline: %w", err)
+			}
+			conf = string(text)
 		}
 		b := service.NewStreamBuilder()
 		b.SetEnvVarLookupFunc(lookup)
 		b.SetLogger(o.log.With("pipeline", name))
-		if err := b.SetYAML(string(conf)); err != nil {
+		if err := b.SetYAML(conf); err != nil {
 			return nil, fmt.Errorf("pipeline %s: %w", path, err)
 		}
 		if len(fields) > 0 {
@@ -79,18 +84,29 @@ func startPipelines(dir string, o options, env map[string]string) (*pipelines, e
 		}
 		return s, nil
 	}
-	p := &pipelines{failed: make(chan error, len(ingestPipelines)+1), log: o.log}
-	for _, ip := range ingestPipelines {
+	p := &pipelines{failed: make(chan error, len(o.ingest)+1), log: o.log}
+	for _, ip := range o.ingest {
 		// The pipeline label tells the summary whose metrics are whose:
 		// every stream of the process feeds one registry.
-		s, err := build(ip.file, "metrics.mapping", fmt.Sprintf("meta %s = %q", pipelineLabel, ip.name))
+		fields := []any{"metrics.mapping", fmt.Sprintf("meta %s = %q", pipelineLabel, ip.name)}
+		if ip.topic == avroPriceTopic {
+			fields = append(fields, "output.timescale.schema_registry.url", registryURL)
+		}
+		s, err := build(ip.file, "", fields...)
 		if err != nil {
 			return nil, errors.Join(err, p.stop(nil))
 		}
 		p.ingest, p.names = append(p.ingest, s), append(p.names, ip.file)
 		p.run(ip.file, s)
 	}
-	feed, err := build(feedFile, "input.market_data.rate", strconv.Itoa(o.rate),
+	feedConf := ""
+	if o.format == formatAvro {
+		var err error
+		if feedConf, err = avroFeed(dir, registryURL); err != nil {
+			return nil, errors.Join(err, p.stop(nil))
+		}
+	}
+	feed, err := build(feedFile, feedConf, "input.market_data.rate", strconv.Itoa(o.rate),
 		"input.market_data.bad_share", o.badShare)
 	if err != nil {
 		return nil, errors.Join(err, p.stop(nil))

@@ -17,7 +17,7 @@ import (
 // database.
 func run(ctx context.Context, o options) (err error) {
 	dir := o.pipelines
-	for _, name := range requiredFiles() {
+	for _, name := range requiredFiles(o.ingest) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pipelines directory %s (--%s): %w", dir, flagPipelines, err)
 		}
@@ -33,7 +33,7 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Fprintf(o.out, "WARNING:  %s: this run is not isolated. The feed writes synthetic data into the topics of %s\n"+
 			"          on the broker above, the pipelines write it into the tables of the database above, and they join\n"+
 			"          the consumer groups %s.\n",
-			o.external, topicsFile, strings.Join(groups(), ", "))
+			o.external, topicsFile, strings.Join(groups(o.ingest), ", "))
 	} else if os.Getenv("REDPANDA_BROKERS") != "" || os.Getenv("DATABASE_URL") != "" {
 		fmt.Fprintf(o.out, "note:     REDPANDA_BROKERS and DATABASE_URL are ignored; --%s uses them\n", flagUseEnv)
 	}
@@ -58,7 +58,17 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer sum.close()
 	env := map[string]string{"REDPANDA_BROKERS": strings.Join(svc.seeds, ","), "DATABASE_URL": svc.dsn}
-	p, err := startPipelines(o.pipelines, o, env)
+	registryURL := ""
+	if o.format == formatAvro {
+		reg, regErr := startRegistry()
+		if regErr != nil {
+			return regErr
+		}
+		defer func() { err = errors.Join(err, reg.close()) }()
+		registryURL = reg.url
+		fmt.Fprintf(o.out, "registry: in-process srfake at %s; prices are Avro on %s (subject %s)\n", reg.url, avroPriceTopic, avroPriceSubject)
+	}
+	p, err := startPipelines(o.pipelines, o, env, registryURL)
 	if err != nil {
 		return err
 	}

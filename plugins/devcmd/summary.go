@@ -38,6 +38,7 @@ type summary struct {
 	out      io.Writer
 	screen   *screen // nil: print plain blocks
 	badShare float64
+	ingest   []ingestPipeline
 	start    time.Time
 	base     map[string]int64 // end offsets of the data topics at the start
 	// baseCounts are the counters at the start: a process may run more
@@ -47,7 +48,7 @@ type summary struct {
 }
 
 func newSummary(ctx context.Context, adm *kadm.Client, dsn string, o options) (*summary, error) {
-	base, err := endOffsets(ctx, adm)
+	base, err := endOffsets(ctx, adm, o.ingest)
 	if err != nil {
 		return nil, fmt.Errorf("summary baseline: %w", err)
 	}
@@ -60,7 +61,7 @@ func newSummary(ctx context.Context, adm *kadm.Client, dsn string, o options) (*
 		return nil, fmt.Errorf("connect for the summary: %w", err)
 	}
 	now := time.Now()
-	return &summary{adm: adm, conn: conn, out: o.out, screen: o.logs, badShare: o.badShare, start: now, base: base,
+	return &summary{adm: adm, conn: conn, out: o.out, screen: o.logs, badShare: o.badShare, ingest: o.ingest, start: now, base: base,
 		baseCounts: counts, last: snapshot{at: now, pipelines: counts}}, nil
 }
 
@@ -97,11 +98,11 @@ func (s *summary) block(ctx context.Context) string {
 	now := snapshot{at: time.Now(), pipelines: s.last.pipelines}
 	var b strings.Builder
 	fmt.Fprintf(&b, "── qiflow dev %s ──", now.at.Sub(s.start).Round(time.Second))
-	if ends, err := endOffsets(ctx, s.adm); err != nil {
+	if ends, err := endOffsets(ctx, s.adm, s.ingest); err != nil {
 		fmt.Fprintf(&b, " feed: %v\n", err)
 		now.produced = s.last.produced
 	} else {
-		for _, p := range ingestPipelines {
+		for _, p := range s.ingest {
 			now.produced += ends[p.topic] - s.base[p.topic]
 		}
 		fmt.Fprintf(&b, " feed %.0f msg/s, %d produced", rate(float64(now.produced-s.last.produced), now.at.Sub(s.last.at)), now.produced)
@@ -115,10 +116,10 @@ func (s *summary) block(ctx context.Context) string {
 	} else {
 		now.pipelines = counts
 	}
-	lags, lagErr := s.adm.Lag(ctx, groups()...)
+	lags, lagErr := s.adm.Lag(ctx, groups(s.ingest)...)
 
 	fmt.Fprintf(&b, "  %-10s %8s %10s %9s %12s %7s %8s %8s\n", "pipeline", "rows/s", "rows", "conflicts", "dead letters", "lag", "p50 ms", "p99 ms")
-	for _, p := range ingestPipelines {
+	for _, p := range s.ingest {
 		c, prev, base := now.pipelines[p.name], s.last.pipelines[p.name], s.baseCounts[p.name]
 		lag := "?"
 		if l, ok := lags[p.group]; lagErr == nil && ok && l.Error() == nil {
@@ -131,8 +132,8 @@ func (s *summary) block(ctx context.Context) string {
 	if lagErr != nil {
 		fmt.Fprintf(&b, "  lag           %v\n", lagErr)
 	}
-	dlqs := make([]string, len(ingestPipelines))
-	for i, p := range ingestPipelines {
+	dlqs := make([]string, len(s.ingest))
+	for i, p := range s.ingest {
 		dlqs[i] = p.topic + ".dlq"
 	}
 	fmt.Fprintf(&b, "  dead letters go to %s; latency: Kafka timestamp to row, since the last refresh\n",
@@ -157,11 +158,11 @@ func millis(q float64, now, prev latency) string {
 // caughtUp reports whether every ingest group has committed all its topic
 // holds.
 func (s *summary) caughtUp(ctx context.Context) bool {
-	lags, err := s.adm.Lag(ctx, groups()...)
+	lags, err := s.adm.Lag(ctx, groups(s.ingest)...)
 	if err != nil {
 		return false
 	}
-	for _, g := range groups() {
+	for _, g := range groups(s.ingest) {
 		if l, ok := lags[g]; !ok || l.Error() != nil || l.Lag.Total() > 0 {
 			return false
 		}
@@ -174,14 +175,14 @@ func (s *summary) caughtUp(ctx context.Context) bool {
 func (s *summary) printLag(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, summaryTimeout)
 	defer cancel()
-	lags, err := s.adm.Lag(ctx, groups()...)
+	lags, err := s.adm.Lag(ctx, groups(s.ingest)...)
 	if err != nil {
 		fmt.Fprintf(s.out, "  uncommitted   %v\n", err)
 		return
 	}
 	var b strings.Builder
 	b.WriteString("  uncommitted  ")
-	for _, g := range groups() {
+	for _, g := range groups(s.ingest) {
 		l, ok := lags[g]
 		if !ok || l.Error() != nil {
 			fmt.Fprintf(&b, " %s ?", g)
