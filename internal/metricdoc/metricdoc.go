@@ -17,10 +17,17 @@ import (
 // described holds the descriptions plugins registered, by metric name.
 var described sync.Map // string → string
 
-// Counter creates the counter name on m, described by help.
+// Counter creates the counter name on m, described by help. A counter
+// without labels of its own is served at 0 from the start, so that a
+// dashboard's rate() over it has a series before the first event; one with
+// labels starts when its creator zeroes the label values it knows.
 func Counter(m *service.Metrics, name, help string, labels ...string) *service.MetricCounter {
 	described.Store(name, help)
-	return m.NewCounter(name, labels...)
+	c := m.NewCounter(name, labels...)
+	if len(labels) == 0 {
+		c.Incr(0)
+	}
+	return c
 }
 
 // Gauge creates the gauge name on m, described by help.

@@ -26,3 +26,11 @@ func newMetrics(m *service.Metrics) metrics {
 		messageErrors: metricdoc.Counter(m, "qiflow_external_plugin_message_errors", "Messages the plugin failed (BUSINESS), sent to the dead-letter path.", "plugin"),
 	}
 }
+
+// zero serves each counter of plugin at 0 before its first event, so that
+// a dashboard's rate() over it has a series from the start.
+func (m metrics) zero(plugin string) {
+	for _, c := range []*service.MetricCounter{m.calls, m.callErrors, m.restarts, m.failures, m.messageErrors} {
+		c.Incr(0, plugin)
+	}
+}

@@ -224,6 +224,7 @@ func newProcessor(c config, log *service.Logger, m metrics) (*processor, error) 
 	if err := sup.validate(); err != nil {
 		return nil, err
 	}
+	m.zero(c.name)
 	return &processor{sup: sup, metrics: m, name: c.name}, nil
 }
 
