@@ -6,7 +6,6 @@ package dlq
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -106,7 +105,7 @@ func session(c *cli.Context) (context.Context, context.CancelFunc, *kgo.Client, 
 	if err != nil {
 		return nil, nil, nil, filter, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.KeepControlRecords(), kgo.RecordPartitioner(redrivePartitioner()))...)
+	cl, err := kgo.NewClient(append(opts, ClientOptions()...)...)
 	if err != nil {
 		return nil, nil, nil, filter, fmt.Errorf("kafka client: %w", err)
 	}
@@ -193,13 +192,6 @@ func writeLetter(w io.Writer, l *Letter) error {
 	return err
 }
 
-// redriveReport is what replay did.
-type redriveReport struct {
-	Redriven int      `json:"redriven"`
-	Skipped  []string `json:"skipped"`
-	DryRun   bool     `json:"dryRun,omitempty"`
-}
-
 func replayAction(c *cli.Context) error {
 	ctx, cancel, cl, filter, err := session(c)
 	if err != nil {
@@ -207,39 +199,17 @@ func replayAction(c *cli.Context) error {
 	}
 	defer cancel()
 	defer cl.Close()
-	rep := redriveReport{Skipped: []string{}, DryRun: c.Bool(flagDryRun)}
-	rd := &redriver{cl: cl}
-	err = Read(ctx, cl, c.String(flagTopic), filter, func(l Letter) error {
-		if rep.DryRun {
-			if l.SourceTopic == "" {
-				rep.Skipped = append(rep.Skipped, l.ID())
-			} else {
-				rep.Redriven++
-				if !c.Bool(flagJSON) {
-					fmt.Fprintf(c.App.Writer, "would redrive %s to %s\n", l.ID(), source(&l))
-				}
-			}
-			return nil
+	dryRun, asJSON := c.Bool(flagDryRun), c.Bool(flagJSON)
+	rep, err := Redrive(ctx, cl, c.String(flagTopic), filter, dryRun, func(l *Letter, skipped error) {
+		switch {
+		case skipped != nil:
+			fmt.Fprintf(c.App.ErrWriter, "skipped %s: %v\n", l.ID(), skipped)
+		case dryRun && !asJSON:
+			fmt.Fprintf(c.App.Writer, "would redrive %s to %s\n", l.ID(), source(l))
 		}
-		if err := rd.send(ctx, &l); err != nil {
-			if errors.Is(err, errNoSource) {
-				rep.Skipped = append(rep.Skipped, l.ID())
-				fmt.Fprintf(c.App.ErrWriter, "skipped %s: %v\n", l.ID(), err)
-				return nil
-			}
-			return err
-		}
-		return nil
 	})
 	if err != nil {
 		return cli.Exit(err, 1)
-	}
-	if !rep.DryRun {
-		sent, err := rd.wait(ctx)
-		rep.Redriven = sent
-		if err != nil {
-			return cli.Exit(fmt.Errorf("redrove %d letters, then: %w", sent, err), 1)
-		}
 	}
 	if c.Bool(flagJSON) {
 		if err := writeJSON(c.App.Writer, rep); err != nil {

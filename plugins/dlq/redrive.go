@@ -85,3 +85,57 @@ func (r *redriver) wait(ctx context.Context) (int, error) {
 	defer r.mu.Unlock()
 	return r.sent, errors.Join(r.failed...)
 }
+
+// ClientOptions are the options a client for Read and Redrive needs: a
+// plain consumer that keeps control records (so that a partition ending in
+// a transaction marker is seen to end), producing with the partitioner
+// that sends a letter back to its source partition.
+func ClientOptions() []kgo.Opt {
+	return []kgo.Opt{kgo.KeepControlRecords(), kgo.RecordPartitioner(redrivePartitioner())}
+}
+
+// RedriveReport is what a redrive did, or with DryRun would do.
+type RedriveReport struct {
+	Redriven int      `json:"redriven"`
+	Skipped  []string `json:"skipped"`
+	DryRun   bool     `json:"dryRun,omitempty"`
+}
+
+// Redrive sends each letter of topic that passes filter back to its
+// source topic and partition (see redriveRecord) and waits until every one
+// is written; with dryRun it sends nothing. each, when not nil, is called
+// with every selected letter and, for one without a source topic that is
+// skipped, the reason. cl is made with ClientOptions.
+func Redrive(ctx context.Context, cl *kgo.Client, topic string, filter Filter, dryRun bool, each func(l *Letter, skipped error)) (RedriveReport, error) {
+	rep := RedriveReport{Skipped: []string{}, DryRun: dryRun}
+	rd := &redriver{cl: cl}
+	err := Read(ctx, cl, topic, filter, func(l Letter) error {
+		var err error
+		if _, err = redriveRecord(&l); err == nil && !dryRun {
+			err = rd.send(ctx, &l)
+		}
+		switch {
+		case errors.Is(err, errNoSource):
+			rep.Skipped = append(rep.Skipped, l.ID())
+		case err != nil:
+			return err
+		case dryRun:
+			rep.Redriven++
+		}
+		if each != nil {
+			each(&l, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	if !dryRun {
+		sent, err := rd.wait(ctx)
+		rep.Redriven = sent
+		if err != nil {
+			return rep, fmt.Errorf("redrove %d letters, then: %w", sent, err)
+		}
+	}
+	return rep, nil
+}

@@ -75,8 +75,8 @@ const serverInstructions = `qiflow moves crypto market data from Redpanda topics
 These tools answer an operator's questions about the running pipeline: streams_status (is ingest keeping up,
 what failed), consumer_lag (which partition lags), dead_letters (why a message went to the DLQ), reloads (did
 the last reload apply), schema_status and schema_plan (is the schema in sync), topics_status, profile, and
-query_range (what a series did in a time range). Tools that change things (schema_apply, reload) need
---allow-writes.`
+query_range (what a series did in a time range). Tools that change things (schema_apply, reload,
+dlq_replay) need --allow-writes.`
 
 // toolbox holds what the tools share.
 type toolbox struct {
@@ -122,4 +122,5 @@ func (tb *toolbox) register(srv *mcp.Server) {
 	tb.registerSchemaTools(srv)
 	tb.registerQueryTools(srv)
 	tb.registerProfileTool(srv)
+	tb.registerDLQReplayTool(srv)
 }

@@ -21,7 +21,7 @@ import (
 
 var readTools = []string{"streams_status", "consumer_lag", "reloads", "dead_letters", "schema_plan", "schema_status", "topics_status", "profile", "query_range"}
 
-var writeTools = []string{"schema_apply", "reload"}
+var writeTools = []string{"schema_apply", "reload", "dlq_replay"}
 
 // TestToolsAnswerAsQiflowDoes runs prices.yaml on kfake and PostgreSQL and
 // asks `qiflow mcp`, over stdio with the SDK's own client, every question
@@ -321,10 +321,13 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 
 	t.Run("write tools are refused without --allow-writes", func(t *testing.T) {
 		before := len(reloadsOf(t, p))
+		dlqEnd := p.broker.EndOffsets(t, "crypto-prices.dlq")
+		args := map[string]map[string]any{"dlq_replay": {"topic": "crypto-prices"}}
 		for _, name := range writeTools {
-			assert.Contains(t, s.refused(t, name, nil), "--allow-writes", name)
+			assert.Contains(t, s.refused(t, name, args[name]), "--allow-writes", name)
 		}
 		assert.Len(t, reloadsOf(t, p), before, "no reload was triggered")
+		assert.Equal(t, dlqEnd, p.broker.EndOffsets(t, "crypto-prices.dlq"), "no letter was redriven")
 	})
 
 	t.Run("resources: the pipeline, schema.yaml and topics.yaml in use", func(t *testing.T) {
@@ -362,7 +365,7 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 		}
 	})
 
-	t.Run("with --allow-writes: reload and schema_apply run", func(t *testing.T) {
+	t.Run("with --allow-writes: reload, schema_apply and dlq_replay run", func(t *testing.T) {
 		w := p.stdio(t, "--allow-writes")
 		before := len(reloadsOf(t, p))
 		edited, err := os.ReadFile(p.file("prices.yaml"))
@@ -378,6 +381,40 @@ func TestToolsAnswerAsQiflowDoes(t *testing.T) {
 		var apply struct{ Applied []any }
 		w.call(t, "schema_apply", nil, &apply)
 		assert.Empty(t, apply.Applied, "the schema was in sync")
+
+		// dlq_replay: a dry run lists the letters and sends nothing; the
+		// redrive sends them back to crypto-prices, where the pipeline
+		// dead-letters them again and writes no row.
+		type replayed struct {
+			Topic    string
+			DryRun   bool `json:"dry_run"`
+			Redriven int
+			Letters  []string
+			Skipped  []string
+		}
+		sourceEnd := p.broker.EndOffsets(t, "crypto-prices")
+		var dry replayed
+		w.call(t, "dlq_replay", map[string]any{"topic": "crypto-prices", "dry_run": true}, &dry)
+		assert.Equal(t, replayed{Topic: "crypto-prices.dlq", DryRun: true, Redriven: len(badPrices), Letters: dry.Letters, Skipped: []string{}}, dry)
+		assert.Len(t, dry.Letters, len(badPrices))
+		assert.Equal(t, sourceEnd, p.broker.EndOffsets(t, "crypto-prices"), "a dry run sends nothing")
+
+		var one replayed
+		w.call(t, "dlq_replay", map[string]any{"topic": "crypto-prices.dlq", "partition": 0, "offset": 0}, &one)
+		assert.Equal(t, 1, one.Redriven)
+		assert.Equal(t, []string{"crypto-prices.dlq/0/0"}, one.Letters)
+		assert.Eventually(t, func() bool { return p.broker.EndOffsets(t, "crypto-prices.dlq")[0] == int64(len(badPrices))+1 },
+			60*time.Second, 100*time.Millisecond, "the redriven letter is dead-lettered again:\n%s", p.proc.Output())
+		var grew int64
+		for part, end := range p.broker.EndOffsets(t, "crypto-prices") {
+			grew += end - sourceEnd[part]
+		}
+		assert.Equal(t, int64(1), grew, "one record went back to crypto-prices")
+		assert.Equal(t, []string{"300"}, queryStrings(t, p.dsn, "SELECT count(*)::text FROM crypto_prices"))
+
+		assert.Contains(t, w.refused(t, "dlq_replay", map[string]any{"topic": "crypto-prices", "since": "yesterday"}), `since "yesterday": want an RFC 3339 time`)
+		assert.Contains(t, w.refused(t, "dlq_replay", map[string]any{"topic": "crypto-prices", "offset": 3}), "give a partition with it")
+		assert.Contains(t, w.refused(t, "dlq_replay", map[string]any{"topic": "no-such-topic"}), "no-such-topic.dlq")
 	})
 }
 
