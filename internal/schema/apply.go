@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/qicore/qiflow/internal/result"
 )
@@ -26,7 +27,9 @@ type ApplyOptions struct {
 	// AllowDestructive lets Apply run steps marked Destructive. Without it
 	// a plan with such steps is refused before anything runs.
 	AllowDestructive bool
-	// Log, when set, receives one line per step run and per warning.
+	// Log, when set, receives the warnings, then one line as each step
+	// starts ("step 2/5: ...") and one as it ends, with its elapsed time,
+	// as they happen: a slow step shows while it runs.
 	Log func(string)
 }
 
@@ -100,10 +103,25 @@ func Apply(ctx context.Context, conn *pgx.Conn, spec *Spec, opts ApplyOptions) (
 		}
 	}
 	n := len(plan.Steps)
+	// run runs step k of n on db (the transaction or the connection),
+	// saying when it starts and how long it took.
+	run := func(db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}, k int, s Step, where string) error {
+		logf("step %d/%d: %s%s ...", k, n, s.Description, where)
+		began := time.Now()
+		if _, err := db.Exec(ctx, s.SQL); err != nil {
+			logf("step %d/%d failed after %s", k, n, elapsed(began))
+			return err
+		}
+		logf("step %d/%d done in %s", k, n, elapsed(began))
+		return nil
+	}
 	if len(inTx) > 0 {
+		began := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			for i, s := range inTx {
-				if _, err := tx.Exec(ctx, s.SQL); err != nil {
+				if err := run(tx, i+1, s, ""); err != nil {
 					return classify(err, fmt.Sprintf("step %d/%d, %s", i+1, n, s.Description))
 				}
 			}
@@ -113,20 +131,29 @@ func Apply(ctx context.Context, conn *pgx.Conn, spec *Spec, opts ApplyOptions) (
 			logf("rolled back: %v", err)
 			return rep, err
 		}
-		for i, s := range inTx {
-			logf("applied %d/%d: %s", i+1, n, s.Description)
-		}
+		logf("committed %d step(s) in one transaction in %s", len(inTx), elapsed(began))
 		rep.Applied = append(rep.Applied, inTx...)
 	}
 	for i, s := range alone {
 		k := len(inTx) + i + 1
-		if _, err := conn.Exec(ctx, s.SQL); err != nil {
+		if err := run(conn, k, s, " (outside the transaction)"); err != nil {
 			err = classify(err, fmt.Sprintf("step %d/%d, %s (run on its own; the steps before it are applied)", k, n, s.Description))
 			logf("failed %d/%d: %v", k, n, err)
 			return rep, err
 		}
-		logf("applied %d/%d: %s", k, n, s.Description)
 		rep.Applied = append(rep.Applied, s)
 	}
 	return rep, nil
+}
+
+// elapsed renders the time since began for apply's progress lines.
+func elapsed(began time.Time) time.Duration {
+	d := time.Since(began)
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(10 * time.Millisecond)
 }

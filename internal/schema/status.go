@@ -56,7 +56,24 @@ type PolicyStatus struct {
 	LastState string     `json:"last_run_status,omitempty"`
 	NextStart *time.Time `json:"next_start,omitempty"`
 	Failures  int64      `json:"total_failures"`
+	// LastError is the job's most recent error from
+	// timescaledb_information.job_errors, or nil when it never failed
+	// (or the errors were pruned).
+	LastError *JobError `json:"last_error,omitempty"`
 }
+
+// JobError is one failed run of a background job.
+type JobError struct {
+	At       time.Time `json:"at"`
+	SQLState string    `json:"sqlstate,omitempty"`
+	Message  string    `json:"message"`
+}
+
+// jobFailed is TimescaleDB's last_run_status of a failed run.
+const jobFailed = "Failed"
+
+// Failed reports whether the job's last run failed.
+func (p PolicyStatus) Failed() bool { return p.LastState == jobFailed }
 
 // AggregateStatus is one continuous aggregate over the hypertable.
 type AggregateStatus struct {
@@ -73,6 +90,33 @@ var policyKinds = map[string]string{
 	"policy_retention":                    "retention",
 	"policy_refresh_continuous_aggregate": "refresh",
 	"policy_reorder":                      "reorder",
+}
+
+// FailedJob is a policy whose last run failed, and what it belongs to.
+type FailedJob struct {
+	// Owner is the hypertable or continuous aggregate of the job.
+	Owner  string
+	Policy PolicyStatus
+}
+
+// FailedJobs lists the policies whose last run failed, in report order.
+func (r *StatusReport) FailedJobs() []FailedJob {
+	var out []FailedJob
+	for _, h := range r.Hypertables {
+		for _, p := range h.Policies {
+			if p.Failed() {
+				out = append(out, FailedJob{Owner: h.Table, Policy: p})
+			}
+		}
+		for _, a := range h.ContinuousAggregates {
+			for _, p := range a.Policies {
+				if p.Failed() {
+					out = append(out, FailedJob{Owner: a.Name, Policy: p})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Status reads the state of every hypertable in spec. It changes nothing.
@@ -143,7 +187,7 @@ ORDER BY c.range_start`, schema, hs.Table)
 	if before > 0 {
 		hs.CompressionRatio = float64(hs.AfterBytes) / float64(before)
 	}
-	if hs.Policies, err = policies(ctx, conn, schema, hs.Table); err != nil {
+	if hs.Policies, err = policies(ctx, conn, srv, schema, hs.Table); err != nil {
 		return err
 	}
 	rows, err = conn.Query(ctx, `
@@ -170,7 +214,7 @@ ORDER BY ca.view_name`, schema, hs.Table)
 		return err
 	}
 	for i := range aggs {
-		if aggs[i].Policies, err = policies(ctx, conn, schema, aggs[i].Name); err != nil {
+		if aggs[i].Policies, err = policies(ctx, conn, srv, schema, aggs[i].Name); err != nil {
 			return err
 		}
 	}
@@ -178,13 +222,23 @@ ORDER BY ca.view_name`, schema, hs.Table)
 	return nil
 }
 
-// policies reads the jobs of a hypertable or continuous aggregate.
-func policies(ctx context.Context, conn *pgx.Conn, schema, name string) ([]PolicyStatus, error) {
+// policies reads the jobs of a hypertable or continuous aggregate, with
+// each job's last error where TimescaleDB keeps them (job_errors, 2.9+).
+func policies(ctx context.Context, conn *pgx.Conn, srv Server, schema, name string) ([]PolicyStatus, error) {
+	lastError := "NULL::timestamptz, NULL::text, NULL::text"
+	from := ""
+	if srv.atLeast(2, 9) {
+		lastError = "e.finish_time, e.sqlerrcode, e.err_message"
+		from = `
+LEFT JOIN LATERAL (SELECT finish_time, sqlerrcode, err_message FROM timescaledb_information.job_errors
+                   WHERE job_id = j.job_id ORDER BY finish_time DESC NULLS LAST LIMIT 1) e ON true`
+	}
 	rows, err := conn.Query(ctx, `
 SELECT j.job_id, j.proc_name::text, COALESCE(j.config::text, ''), j.schedule_interval::text,
-       s.last_run_started_at, COALESCE(s.last_run_status, ''), s.next_start, COALESCE(s.total_failures, 0)
+       s.last_run_started_at, COALESCE(s.last_run_status, ''), s.next_start, COALESCE(s.total_failures, 0),
+       `+lastError+`
 FROM timescaledb_information.jobs j
-LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id`+from+`
 WHERE j.hypertable_schema = $1 AND j.hypertable_name = $2
 ORDER BY j.job_id`, schema, name)
 	if err != nil {
@@ -192,8 +246,9 @@ ORDER BY j.job_id`, schema, name)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PolicyStatus, error) {
 		var p PolicyStatus
-		var last, next pgtype.Timestamptz
-		err := r.Scan(&p.JobID, &p.Kind, &p.Config, &p.Schedule, &last, &p.LastState, &next, &p.Failures)
+		var last, next, errAt pgtype.Timestamptz
+		var errCode, errMessage pgtype.Text
+		err := r.Scan(&p.JobID, &p.Kind, &p.Config, &p.Schedule, &last, &p.LastState, &next, &p.Failures, &errAt, &errCode, &errMessage)
 		if k, ok := policyKinds[p.Kind]; ok {
 			p.Kind = k
 		}
@@ -205,6 +260,12 @@ ORDER BY j.job_id`, schema, name)
 		}
 		if p.LastState == "" {
 			p.LastState = "never run"
+		}
+		if errMessage.Valid {
+			p.LastError = &JobError{SQLState: errCode.String, Message: errMessage.String}
+			if errAt.Valid && errAt.InfinityModifier == pgtype.Finite {
+				p.LastError.At = errAt.Time
+			}
 		}
 		return p, err
 	})
@@ -266,7 +327,27 @@ func (r *StatusReport) String() string {
 		}
 		tw.Flush()
 	}
+	if failed := r.FailedJobs(); len(failed) > 0 {
+		fmt.Fprintf(&b, "\n%d job(s) failed on their last run:\n", len(failed))
+		for _, f := range failed {
+			b.WriteString("  " + f.String() + "\n")
+		}
+	}
 	return b.String()
+}
+
+// String says which job failed and why, in one line.
+func (f FailedJob) String() string {
+	s := fmt.Sprintf("job %d (%s of %s) failed %d time(s)", f.Policy.JobID, f.Policy.Kind, f.Owner, f.Policy.Failures)
+	if e := f.Policy.LastError; e != nil {
+		s += fmt.Sprintf("; last error at %s: %s", timeOrDash(&e.At), e.Message)
+		if e.SQLState != "" {
+			s += " (SQLSTATE " + e.SQLState + ")"
+		}
+	} else {
+		s += "; TimescaleDB kept no error message (job_errors is pruned after a month, or this version has none)"
+	}
+	return s
 }
 
 func timeOrDash(t *time.Time) string {

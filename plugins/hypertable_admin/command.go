@@ -25,6 +25,7 @@ const (
 	flagAllowDestructive = "allow-destructive"
 	flagJSON             = "json"
 	flagDetailedExitCode = "detailed-exitcode"
+	flagCheck            = "check"
 )
 
 // defaultDSN is the DATABASE_URL default of DESIGN.md.
@@ -33,6 +34,11 @@ const defaultDSN = "postgres://postgres@localhost:5432/qiflow"
 // exitChanges is plan's exit code with --detailed-exitcode when the
 // database differs from the spec, as in `terraform plan`.
 const exitChanges = 2
+
+// exitFailedJobs is status's exit code with --check when a background job
+// (columnstore, retention or refresh policy) failed on its last run; 1 is
+// kept for errors of the command itself.
+const exitFailedJobs = 2
 
 // CLICommand returns the `schema` command with its plan, apply and status
 // subcommands. Register it with service.CLIOptAddCommand.
@@ -51,7 +57,8 @@ hypertables, columnstore, retention and continuous aggregates.
 
   qiflow schema plan   -f pipelines/schema.yaml   # the SQL apply would run; runs nothing
   qiflow schema apply  -f pipelines/schema.yaml   # make it so; a second apply changes nothing
-  qiflow schema status -f pipelines/schema.yaml   # chunks, compression, jobs, aggregates
+  qiflow schema status -f pipelines/schema.yaml   # chunks, compression, jobs and their last error, aggregates
+  qiflow schema status -f pipelines/schema.yaml --check   # exit 2 when a job failed
 
 The database is --dsn, or DATABASE_URL.`,
 		Subcommands: []*cli.Command{
@@ -77,6 +84,7 @@ The database is --dsn, or DATABASE_URL.`,
 				Usage: "Show chunks and their compression, policies and their last run, and continuous aggregates",
 				Flags: append(common(),
 					&cli.BoolFlag{Name: flagJSON, Usage: "print the status as JSON"},
+					&cli.BoolFlag{Name: flagCheck, Usage: "exit 2 when a policy's last run failed (for monitoring); the report is printed either way"},
 				),
 				Action: statusAction,
 			},
@@ -163,6 +171,9 @@ func statusAction(c *cli.Context) error {
 	}
 	if err != nil {
 		return cli.Exit(err, 1)
+	}
+	if failed := st.FailedJobs(); c.Bool(flagCheck) && len(failed) > 0 {
+		return cli.Exit(fmt.Sprintf("%d background job(s) failed on their last run", len(failed)), exitFailedJobs)
 	}
 	return nil
 }

@@ -69,7 +69,8 @@ func TestPlanApplyStatus(t *testing.T) {
 	t.Setenv("DATABASE_URL", dsn) // the default for --dsn
 	out, code = run(t, "schema", "apply", "-f", shippedSpec)
 	require.Equal(t, 0, code, out)
-	assert.Contains(t, out, "applied 1/")
+	assert.Contains(t, out, "step 1/")
+	assert.Contains(t, out, "done in ")
 	assert.Contains(t, out, "apply complete")
 
 	out, code = run(t, "schema", "plan", "-f", shippedSpec, "--detailed-exitcode")
