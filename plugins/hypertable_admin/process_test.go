@@ -158,7 +158,10 @@ func TestStatusCheckExitsTwoOnAFailedJobAndShowsItsError(t *testing.T) {
 		Hypertables []struct {
 			Policies []struct {
 				LastState string `json:"last_run_status"`
-				LastError *struct{ SQLState, Message string }
+				LastError *struct {
+					SQLState string `json:"sqlstate"`
+					Message  string `json:"message"`
+				} `json:"last_error"`
 			}
 		}
 	}
