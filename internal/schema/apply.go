@@ -27,9 +27,10 @@ type ApplyOptions struct {
 	// AllowDestructive lets Apply run steps marked Destructive. Without it
 	// a plan with such steps is refused before anything runs.
 	AllowDestructive bool
-	// Log, when set, receives the warnings, then one line as each step
-	// starts ("step 2/5: ...") and one as it ends, with its elapsed time,
-	// as they happen: a slow step shows while it runs.
+	// Log, when set, receives the warnings and the line counting the
+	// objects the spec leaves alone, then one line as each step starts
+	// ("step 2/5: ...") and one as it ends, with its elapsed time, as they
+	// happen: a slow step shows while it runs.
 	Log func(string)
 }
 
@@ -80,6 +81,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, spec *Spec, opts ApplyOptions) (
 	rep = &ApplyReport{Plan: plan}
 	for _, w := range plan.Warnings {
 		logf("WARNING: %s", w)
+	}
+	if line := plan.unmanagedSummary(); line != "" {
+		logf("%s", line)
 	}
 	if bad := plan.Destructive(); len(bad) > 0 && !opts.AllowDestructive {
 		descs := make([]string, len(bad))

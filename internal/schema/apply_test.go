@@ -35,14 +35,15 @@ func shipped(t *testing.T) *schema.Spec {
 	return spec
 }
 
-// edited returns the shipped spec with old replaced by new.
+// edited returns the shipped spec with old replaced by new. It keeps the
+// file's base name, and so the spec's name: it is the same spec, edited.
 func edited(t *testing.T, old, new string) *schema.Spec {
 	t.Helper()
 	data, err := os.ReadFile(shippedSpec)
 	require.NoError(t, err)
 	text := strings.Replace(string(data), old, new, 1)
 	require.NotEqual(t, string(data), text, "the edit must change the spec")
-	spec, err := schema.Parse("edited.yaml", []byte(text))
+	spec, err := schema.Parse("edited/schema.yaml", []byte(text))
 	require.NoError(t, err)
 	return spec
 }

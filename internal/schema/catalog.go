@@ -13,9 +13,11 @@ import (
 	"github.com/qicore/qiflow/internal/result"
 )
 
-// managedMarker starts the comment qiflow puts on the indexes, checks and
-// continuous aggregates it creates: only those are changed or dropped when
-// the spec no longer matches, so objects made by hand are left alone.
+// managedMarker starts the comment qiflow puts on the tables, indexes,
+// checks and continuous aggregates it creates: only those are changed or
+// dropped when the spec no longer matches, so objects made by hand are left
+// alone. On tables and aggregates the comment also names the owning spec
+// (ownership.go).
 const managedMarker = "qiflow"
 
 // Server describes the database a plan was made against.

@@ -177,7 +177,7 @@ var yamlErrorLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 func (p *parser) parse(data []byte) *Spec {
 	p.keyLine = map[*yaml.Node]int{}
-	spec := &Spec{File: p.file, Schema: "public"}
+	spec := &Spec{File: p.file, Name: specNameFromFile(p.file), Schema: "public"}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		// yaml.v3 says "yaml: line N: reason".
@@ -194,12 +194,18 @@ func (p *parser) parse(data []byte) *Spec {
 		return spec
 	}
 	top := doc.Content[0]
-	root := p.mapping(top, "spec", "version", "schema", "tables", "continuous_aggregates")
+	root := p.mapping(top, "spec", "version", "name", "schema", "tables", "continuous_aggregates")
 	if root == nil {
 		return spec
 	}
 	if v := root["version"]; v != nil && v.Value != "1" {
 		p.errorf(v.Line, "version must be 1")
+	}
+	if n := root["name"]; n != nil {
+		spec.Name = p.str(n, "name")
+		if !specNamePattern.MatchString(spec.Name) {
+			p.errorf(p.line(n), "name %q must be lower-case letters, digits, _, . and -, at most 63, not starting with . or -", spec.Name)
+		}
 	}
 	if n := root["schema"]; n != nil {
 		spec.Schema = p.ident(n, "schema")

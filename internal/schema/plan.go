@@ -37,6 +37,10 @@ type Step struct {
 type PlanResult struct {
 	// File is the spec's file name.
 	File string `json:"file"`
+	// Spec is the spec's name, the owner recorded on what it creates.
+	Spec string `json:"spec"`
+	// Schema is the PostgreSQL schema the spec manages.
+	Schema string `json:"schema"`
 	// Server is the database the plan was made against.
 	Server Server `json:"server"`
 	// Steps in the order Apply runs them (Standalone steps last).
@@ -44,6 +48,10 @@ type PlanResult struct {
 	// Warnings name the features of the spec that this server cannot have,
 	// and objects the plan leaves alone.
 	Warnings []string `json:"warnings,omitempty"`
+	// Unmanaged are the tables and continuous aggregates of the schema
+	// that this spec neither declares nor owns: another spec's, or
+	// nobody's. The plan never changes them.
+	Unmanaged []Object `json:"unmanaged,omitempty"`
 }
 
 // Empty reports whether the database already matches the spec.
@@ -68,6 +76,9 @@ func (p *PlanResult) String() string {
 	fmt.Fprintf(&b, "Plan for %s on %s\n", p.File, p.Server.describe())
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)
+	}
+	if line := p.unmanagedSummary(); line != "" {
+		b.WriteString(line + "\n")
 	}
 	if p.Empty() {
 		b.WriteString("No changes: the database matches the spec.\n")
@@ -115,7 +126,7 @@ func Plan(ctx context.Context, conn *pgx.Conn, spec *Spec) (*PlanResult, error) 
 	if err != nil {
 		return nil, classify(err, "plan")
 	}
-	pl := &planner{spec: spec, srv: srv, plan: &PlanResult{File: spec.File, Server: srv}, hasRows: map[string]bool{}}
+	pl := &planner{spec: spec, srv: srv, plan: &PlanResult{File: spec.File, Spec: spec.Name, Schema: spec.Schema, Server: srv}, hasRows: map[string]bool{}}
 	if err := pl.build(ctx, conn); err != nil {
 		return nil, err
 	}
@@ -134,6 +145,9 @@ type planner struct {
 	plan    *PlanResult
 	skipped []string // hypertable features this server cannot have
 	hasRows map[string]bool
+	// tableComments holds the comment of every table in the schema, which
+	// records its owner.
+	tableComments map[string]string
 }
 
 func (pl *planner) add(s Step) { pl.plan.Steps = append(pl.plan.Steps, s) }
@@ -142,12 +156,25 @@ func (pl *planner) table(name string) string { return quoteQualified(pl.spec.Sch
 
 func (pl *planner) build(ctx context.Context, conn *pgx.Conn) error {
 	srv := pl.srv
+	exists, err := schemaExists(ctx, conn, pl.spec.Schema)
+	if err != nil {
+		return classify(err, "plan")
+	}
+	if !exists {
+		pl.add(Step{Description: "create schema " + pl.spec.Schema, SQL: "CREATE SCHEMA IF NOT EXISTS " + quote(pl.spec.Schema)})
+	}
 	if srv.TimescaleDB == "" && srv.TimescaleDBAvailable != "" {
 		pl.add(Step{Description: "create extension timescaledb " + srv.TimescaleDBAvailable, SQL: "CREATE EXTENSION IF NOT EXISTS timescaledb"})
 	}
 	aggs, err := inspectAggregates(ctx, conn, srv, pl.spec.Schema)
 	if err != nil {
 		return classify(err, "plan")
+	}
+	if pl.tableComments, err = inspectTableComments(ctx, conn, pl.spec.Schema); err != nil {
+		return classify(err, "plan")
+	}
+	if err := pl.divideByOwner(pl.tableComments, aggs); err != nil {
+		return err
 	}
 	pl.dropStaleAggregates(aggs)
 	for i := range pl.spec.Tables {
@@ -176,8 +203,10 @@ func (pl *planner) build(ctx context.Context, conn *pgx.Conn) error {
 
 func (pl *planner) planTable(t *Table, live *liveTable) error {
 	qt := pl.table(t.Name)
-	if live == nil {
-		pl.add(Step{Description: "create table " + t.Name, SQL: createTableSQL(qt, t)})
+	if live != nil {
+		pl.adoptTable(t.Name, pl.tableComments[t.Name])
+	} else {
+		pl.add(Step{Description: "create table " + t.Name, SQL: createTableSQL(qt, t) + ";\nCOMMENT ON TABLE " + qt + " IS " + literal(ownerComment(pl.spec.Name))})
 		for _, c := range t.Checks {
 			pl.add(Step{Description: fmt.Sprintf("mark check %s of %s as managed", c.Name, t.Name), SQL: checkCommentSQL(qt, c)})
 		}
@@ -603,22 +632,32 @@ func (pl *planner) aggregateQuery(ca *ContinuousAggregate) string {
 	return q + "\nGROUP BY " + strings.Join(group, ", ")
 }
 
-// aggregateComment is the managed marker with a fingerprint of the query:
-// a changed definition shows as a changed comment.
-func (pl *planner) aggregateComment(ca *ContinuousAggregate) string {
+// aggregateFingerprint is a hash of the aggregate's query: a changed
+// definition shows as a changed fingerprint.
+func (pl *planner) aggregateFingerprint(ca *ContinuousAggregate) string {
 	sum := sha256.Sum256([]byte(pl.aggregateQuery(ca)))
-	return managedMarker + " sha256:" + hex.EncodeToString(sum[:8])
+	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
+// aggregateComment is the managed marker with the owning spec and the
+// query's fingerprint.
+func (pl *planner) aggregateComment(ca *ContinuousAggregate) string {
+	return ownerComment(pl.spec.Name) + " " + pl.aggregateFingerprint(ca)
+}
+
+// dropStaleAggregates drops the aggregates this spec owns and no longer
+// declares, and those it declares whose definition changed. An aggregate
+// it does not own (another spec's, or one no spec has adopted yet) is left
+// alone.
 func (pl *planner) dropStaleAggregates(live map[string]*liveAggregate) {
 	for _, name := range sortedKeys(live) {
 		la := live[name]
-		idx := slices.IndexFunc(pl.spec.ContinuousAggregates, func(ca ContinuousAggregate) bool { return ca.Name == name })
+		ca := pl.spec.aggregate(name)
 		var desc string
 		switch {
-		case idx < 0 && strings.HasPrefix(la.comment, managedMarker):
+		case ca == nil && ownerOf(la.comment) == pl.spec.Name:
 			desc = fmt.Sprintf("drop continuous aggregate %s (not in the spec)", name)
-		case idx >= 0 && la.comment != pl.aggregateComment(&pl.spec.ContinuousAggregates[idx]):
+		case ca != nil && fingerprintOf(la.comment) != pl.aggregateFingerprint(ca):
 			desc = fmt.Sprintf("drop continuous aggregate %s to re-create it with the spec's definition (its materialized rows are rebuilt from the source)", name)
 			delete(live, name)
 		default:
@@ -649,6 +688,11 @@ func (pl *planner) planAggregate(ca *ContinuousAggregate, live map[string]*liveA
 			})
 		}
 		la = &liveAggregate{realtime: ca.Realtime}
+	} else if ownerOf(la.comment) != pl.spec.Name {
+		pl.add(Step{
+			Description: fmt.Sprintf("adopt continuous aggregate %s into spec %q (record the owner in its comment)", ca.Name, pl.spec.Name),
+			SQL:         "COMMENT ON VIEW " + qv + " IS " + literal(pl.aggregateComment(ca)),
+		})
 	}
 	if la.realtime != ca.Realtime {
 		pl.add(Step{

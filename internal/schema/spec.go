@@ -14,6 +14,12 @@ import (
 type Spec struct {
 	// File is the name errors and reports use for the spec.
 	File string
+	// Name is the spec's identity, recorded in the comment of every table
+	// and continuous aggregate it creates, so that specs sharing a
+	// PostgreSQL schema each manage only their own objects: the file's
+	// name key, or else its base name without extension ("schema" for
+	// pipelines/schema.yaml).
+	Name string
 	// Schema is the PostgreSQL schema that holds every object; "public" by
 	// default.
 	Schema string
@@ -188,6 +194,16 @@ func (s *Spec) Table(name string) *Table {
 	for i := range s.Tables {
 		if s.Tables[i].Name == name {
 			return &s.Tables[i]
+		}
+	}
+	return nil
+}
+
+// aggregate returns the continuous aggregate named name, or nil.
+func (s *Spec) aggregate(name string) *ContinuousAggregate {
+	for i := range s.ContinuousAggregates {
+		if s.ContinuousAggregates[i].Name == name {
+			return &s.ContinuousAggregates[i]
 		}
 	}
 	return nil

@@ -53,7 +53,10 @@ func CLICommand() *cli.Command {
 		Name:  "schema",
 		Usage: "Plan, apply and inspect the declarative TimescaleDB schema",
 		Description: `The schema file (pipelines/schema.yaml) is the single truth for tables,
-hypertables, columnstore, retention and continuous aggregates.
+hypertables, columnstore, retention and continuous aggregates. A spec manages
+only the tables and aggregates it owns (recorded in their comments under its
+name: key, or its file's base name), so several specs can share a PostgreSQL
+schema; the schema is created when missing. See docs/schema-ownership.md.
 
   qiflow schema plan   -f pipelines/schema.yaml   # the SQL apply would run; runs nothing
   qiflow schema apply  -f pipelines/schema.yaml   # make it so; a second apply changes nothing
