@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -15,13 +14,17 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/qicore/qiflow/internal/logsetup"
 	"github.com/qicore/qiflow/internal/supervisor"
 	"github.com/qicore/qiflow/plugins/mcp"
 	"github.com/qicore/qiflow/plugins/prometheus"
 )
 
-// defaultHTTPAddress is Benthos's default HTTP server address.
-const defaultHTTPAddress = "0.0.0.0:4195"
+// defaultHTTPAddress is where the HTTP server listens unless told
+// otherwise: Benthos's port on the loopback interface, so that outside a
+// container only this machine reaches /reload. The image and compose set
+// QIFLOW_HTTP_ADDRESS=0.0.0.0:4195, for probes and published ports.
+const defaultHTTPAddress = "127.0.0.1:4195"
 
 // httpAddressEnv sets the HTTP server address when no flag does, so that
 // several containers' commands can run unchanged side by side.
@@ -42,9 +45,12 @@ the log, in qiflow_reloads_total{result} and at GET /reloads.
 Flags:
   -c, --config FILE              the config file (run)
   --set PATH=VALUE               override a config field, e.g. --set output.timescale.pool_size=8
-  --log.level LEVEL              error, warn, info, debug (default: the config's logger.level, else info)
+  --log.level LEVEL              off, error, warn, info, debug, trace (default: the config's logger.level, else INFO)
+  --log.format FORMAT            logfmt or json (default: the config's logger.format, else logfmt)
+                                 streams take the logger section of their first config file
   --http-address ADDR            the HTTP server (default: $QIFLOW_HTTP_ADDRESS, else the config's
-                                 http.address, else 0.0.0.0:4195; "" disables)
+                                 http.address, else 127.0.0.1:4195; "" disables); a taken address
+                                 is a start error
   --reload-start-timeout DUR     how long a reloaded stream may take to connect (default 15s)
   --drain-timeout DUR            how long a stream may take to drain (default 30s)
   --watch-debounce DUR           quiet time after a change before reloading (default 200ms)
@@ -66,7 +72,7 @@ func watchArgs(args []string) bool {
 // runWatch runs `qiflow run --watch` or `qiflow streams --watch` and returns
 // the exit code.
 func runWatch(args []string, stdout, stderr io.Writer) int {
-	opts, level, err := parseWatchFlags(args[1] == "streams", args[2:])
+	opts, logConf, err := parseWatchFlags(args[1] == "streams", args[2:])
 	if errors.Is(err, errHelp) {
 		_, _ = fmt.Fprint(stdout, watchUsage)
 		return 0
@@ -75,7 +81,13 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 		_, _ = fmt.Fprintf(stderr, "qiflow %s --watch: %v\n\n%s", args[1], err, watchUsage)
 		return 1
 	}
-	opts.Logger = slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	log, closeLog, err := logsetup.New(stdout, logConf)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "qiflow %s --watch: %v\n", args[1], err)
+		return 1
+	}
+	defer func() { _ = closeLog() }()
+	opts.Logger = log
 	opts.Registerer = prometheus.Registry()
 	opts.Metrics = prometheus.Handler()
 
@@ -87,8 +99,14 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = sup.Run(ctx)
-	var halted *supervisor.HaltError
+	var (
+		halted *supervisor.HaltError
+		listen *supervisor.ListenError
+	)
 	switch {
+	case errors.As(err, &listen):
+		_, _ = fmt.Fprintf(stderr, "qiflow %s --watch: %v\n%s", args[1], listen, listenHint)
+		return 1
 	case errors.As(err, &halted):
 		_, _ = fmt.Fprintf(stderr, "qiflow stopped: %v\n", halted.Err)
 		return exitHalted
@@ -103,10 +121,14 @@ var errHelp = errors.New("help requested")
 
 // parseWatchFlags parses the flags of `run --watch` and `streams --watch`,
 // which may come before or after the files.
-func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Level, error) {
+func parseWatchFlags(streams bool, args []string) (supervisor.Options, logsetup.Config, error) {
 	opts := supervisor.Options{Streams: streams, Watch: true}
 	var (
+		none         logsetup.Config
 		levelName    string
+		formatName   string
+		setLevel     string
+		setFormat    string
 		flagAddress  *string
 		setAddress   *string
 		mcpTokenFile string
@@ -137,58 +159,72 @@ func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Leve
 		case name == "--mcp-token-file":
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			mcpTokenFile = v
 		case name == "-h" || name == "--help":
-			return opts, 0, errHelp
+			return opts, none, errHelp
 		case name == "-c" || name == "--config":
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			opts.Targets = append(opts.Targets, v)
 		case name == "--set" || name == "-s":
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			if addr, ok := strings.CutPrefix(v, "http.address="); ok {
 				setAddress = &addr
+			}
+			// --set logger.* reaches the process's logger too, below the
+			// --log.* flags; the last --set of a field wins, as in Benthos.
+			if level, ok := strings.CutPrefix(v, "logger.level="); ok {
+				setLevel = level
+			}
+			if format, ok := strings.CutPrefix(v, "logger.format="); ok {
+				setFormat = format
 			}
 			opts.Sets = append(opts.Sets, v)
 		case name == "--log.level":
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			levelName = v
+		case name == "--log.format":
+			v, err := next()
+			if err != nil {
+				return opts, none, err
+			}
+			formatName = v
 		case name == "--http-address":
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			flagAddress = &v
 		case durations[name] != nil:
 			v, err := next()
 			if err != nil {
-				return opts, 0, err
+				return opts, none, err
 			}
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				return opts, 0, fmt.Errorf("%s: %w", name, err)
+				return opts, none, fmt.Errorf("%s: %w", name, err)
 			}
 			*durations[name] = d
 		case strings.HasPrefix(name, "-"):
-			return opts, 0, fmt.Errorf("flag %s is not supported with --watch", name)
+			return opts, none, fmt.Errorf("flag %s is not supported with --watch", name)
 		default:
 			opts.Targets = append(opts.Targets, args[i])
 		}
 	}
 	if len(opts.Targets) == 0 {
-		return opts, 0, errors.New("no config file given")
+		return opts, none, errors.New("no config file given")
 	}
-	conf := fileSettings(opts.Targets[0], streams)
+	conf := fileSettings(opts.Targets, streams)
 	env, fromEnv := os.LookupEnv(httpAddressEnv)
 	switch {
 	case flagAddress != nil:
@@ -201,31 +237,61 @@ func parseWatchFlags(streams bool, args []string) (supervisor.Options, slog.Leve
 		opts.HTTPAddress = conf.address
 	}
 	if err := mcp.Mount(&opts, mcpTokenFile, mcpWrites, version); err != nil {
-		return opts, 0, err
+		return opts, none, err
 	}
-	if levelName == "" {
-		levelName = conf.level
+	for _, o := range []struct {
+		flag, value string
+		check       func(string) error
+		into        *string
+	}{
+		{"--set logger.level", setLevel, checkLevel, &conf.logger.Level},
+		{"--set logger.format", setFormat, logsetup.CheckFormat, &conf.logger.Format},
+		{"--log.level", levelName, checkLevel, &conf.logger.Level},
+		{"--log.format", formatName, logsetup.CheckFormat, &conf.logger.Format},
+	} {
+		if o.value == "" {
+			continue
+		}
+		if err := o.check(o.value); err != nil {
+			return opts, none, fmt.Errorf("%s: %w", o.flag, err)
+		}
+		*o.into = o.value
 	}
-	level, err := parseLevel(levelName)
-	return opts, level, err
+	return opts, conf.logger, nil
 }
 
-// settings are what the supervisor takes from the run config itself.
+func checkLevel(name string) error {
+	_, err := logsetup.ParseLevel(name)
+	return err
+}
+
+// listenHint follows a ListenError: how to choose another address, or none.
+const listenHint = `Choose another address with --http-address ADDR (or $QIFLOW_HTTP_ADDRESS, or http.address
+in a run config), or run without the HTTP server (no /ready, /metrics or POST /reload)
+with --http-address "".
+`
+
+// settings are what the supervisor takes from the configs themselves.
 type settings struct {
 	address string
-	level   string
+	logger  logsetup.Config
 }
 
-// fileSettings reads http.address, http.enabled and logger.level from a run
-// config. In streams mode, or when the file cannot be read (the supervisor
-// reports that itself), it returns the defaults.
-func fileSettings(file string, streams bool) settings {
-	s := settings{address: defaultHTTPAddress, level: "info"}
-	if streams {
+// fileSettings reads http.address and http.enabled from a run config, and
+// the logger section from the first config file (supervisor.FirstConfig)
+// in both modes: a process has one logger, and streams share one server
+// whose address no single stream's file decides. What cannot be read
+// leaves the defaults; the supervisor reports the file's problem itself.
+func fileSettings(targets []string, streams bool) settings {
+	s := settings{address: defaultHTTPAddress, logger: logsetup.Default()}
+	raw, err := os.ReadFile(supervisor.FirstConfig(targets))
+	if err != nil {
 		return s
 	}
-	raw, err := os.ReadFile(file)
-	if err != nil {
+	if logger, err := logsetup.FromPipeline(string(raw), nil); err == nil {
+		s.logger = logger
+	}
+	if streams {
 		return s
 	}
 	var conf struct {
@@ -233,9 +299,6 @@ func fileSettings(file string, streams bool) settings {
 			Enabled *bool  `yaml:"enabled"`
 			Address string `yaml:"address"`
 		} `yaml:"http"`
-		Logger struct {
-			Level string `yaml:"level"`
-		} `yaml:"logger"`
 	}
 	if yaml.Unmarshal(raw, &conf) != nil {
 		return s
@@ -246,23 +309,5 @@ func fileSettings(file string, streams bool) settings {
 	if conf.HTTP.Enabled != nil && !*conf.HTTP.Enabled {
 		s.address = ""
 	}
-	if conf.Logger.Level != "" && !strings.Contains(conf.Logger.Level, "${") {
-		s.level = conf.Logger.Level
-	}
 	return s
-}
-
-// parseLevel maps Benthos's log level names to slog's.
-func parseLevel(name string) (slog.Level, error) {
-	switch strings.ToLower(name) {
-	case "", "info":
-		return slog.LevelInfo, nil
-	case "debug", "trace", "all":
-		return slog.LevelDebug, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error", "fatal", "none", "off":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("--log.level %q: want error, warn, info or debug", name)
 }

@@ -2,11 +2,42 @@ package supervisor
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"sort"
+	"syscall"
 	"time"
 )
+
+// ListenError is returned by Run when the HTTP server cannot listen, before
+// any stream starts: a taken port is a start error, never a process that
+// runs on without its probes, metrics and reload endpoint.
+type ListenError struct {
+	Address string
+	Err     error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("the HTTP server cannot listen on %s: %s", e.Address, e.reason())
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// reason is the cause without the address: "address already in use
+// (another qiflow, or another program, holds it)", say.
+func (e *ListenError) reason() string {
+	if errors.Is(e.Err, syscall.EADDRINUSE) {
+		return "address already in use (another qiflow, or another program, holds it)"
+	}
+	var op *net.OpError
+	if errors.As(e.Err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return e.Err.Error()
+}
 
 // streamStatus is one stream's entry in GET /reloads and GET /ready.
 type streamStatus struct {

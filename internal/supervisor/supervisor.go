@@ -180,7 +180,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.opts.HTTPAddress != "" {
 		ln, err := net.Listen("tcp", s.opts.HTTPAddress)
 		if err != nil {
-			return fmt.Errorf("http server: %w", err)
+			return &ListenError{Address: s.opts.HTTPAddress, Err: err}
 		}
 		srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
@@ -579,6 +579,25 @@ func (s *Supervisor) stopAll() {
 func streamID(file string) string {
 	base := filepath.Base(file)
 	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// FirstConfig is the config file that configures what the process shares,
+// its logger: the first target, or for a directory its first config file
+// by name. It is "" when a directory holds none.
+func FirstConfig(targets []string) string {
+	for _, t := range targets {
+		st, err := os.Stat(t)
+		if err != nil || !st.IsDir() {
+			return t
+		}
+		entries, _ := os.ReadDir(t)
+		for _, e := range entries {
+			if !e.IsDir() && isConfigFile(e.Name()) {
+				return filepath.Join(t, e.Name())
+			}
+		}
+	}
+	return ""
 }
 
 // isConfigFile reports whether name is a YAML file, not an editor's backup

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/qicore/qiflow/internal/logsetup"
 )
 
 // Flag names of `qiflow dev`.
@@ -34,6 +36,7 @@ const (
 	flagBrokers      = "brokers"
 	flagDatabase     = "database-url"
 	flagLogLevel     = "log-level"
+	flagLogFormat    = "log-format"
 	flagFormat       = "format"
 )
 
@@ -90,7 +93,8 @@ them, and runs until Ctrl-C.`, flagUseEnv, flagBrokers, flagDatabase, flagFormat
 			&cli.StringFlag{Name: flagBrokers, Usage: "use these comma-separated seed `BROKERS` (no SASL or TLS) instead of the in-process broker"},
 			&cli.StringFlag{Name: flagDatabase, Usage: "use this PostgreSQL `URL` instead of a throwaway cluster"},
 			&cli.StringFlag{Name: flagFormat, Usage: "`FORMAT` of the prices on the wire: json, or avro through an in-process schema registry", Value: formatJSON},
-			&cli.StringFlag{Name: flagLogLevel, Usage: "pipeline log `LEVEL`: debug, info, warn or error", Value: "warn"},
+			&cli.StringFlag{Name: flagLogLevel, Usage: "pipeline log `LEVEL`: off, error, warn, info, debug or trace (warn, below the summary, rather than logger.level's INFO)", Value: "warn"},
+			&cli.StringFlag{Name: flagLogFormat, Usage: "pipeline log `FORMAT`: logfmt or json, as logger.format", Value: logsetup.Default().Format},
 		},
 		Action: devAction,
 	}
@@ -142,9 +146,13 @@ type options struct {
 }
 
 func parseOptions(c *cli.Context) (options, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
+	logConf := logsetup.Default()
+	logConf.Level, logConf.Format = c.String(flagLogLevel), c.String(flagLogFormat)
+	if _, err := logsetup.ParseLevel(logConf.Level); err != nil {
 		return options{}, fmt.Errorf("--%s: %w", flagLogLevel, err)
+	}
+	if err := logsetup.CheckFormat(logConf.Format); err != nil {
+		return options{}, fmt.Errorf("--%s: %w", flagLogFormat, err)
 	}
 	o := options{
 		rate:         c.Int(flagRate),
@@ -209,8 +217,11 @@ func parseOptions(c *cli.Context) (options, error) {
 	if o.logs != nil {
 		logOut = o.logs.logWriter()
 	}
-	o.log = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
-	return o, nil
+	// The pipelines log as `qiflow run` and `run --watch` do (one setup,
+	// internal/logsetup); logConf names no file, so there is none to close.
+	log, _, err := logsetup.New(logOut, logConf)
+	o.log = log
+	return o, err
 }
 
 // splitSeeds splits a comma-separated broker list, dropping blanks.

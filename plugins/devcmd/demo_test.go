@@ -92,7 +92,7 @@ func TestCtrlCOnMakeDemoAtATerminalDrainsAndStops(t *testing.T) {
 	// what is missing or extra.
 	assert.False(t, strings.Contains(history, "make: ***"), "make reports no error")
 	assert.True(t, strings.Contains(history, "uncommitted   qiflow-prices 0 qiflow-ohlcv 0 qiflow-analytics 0"), "it drains before it stops: 0 uncommitted")
-	for _, noise := range []string{"Retrying", "57P01", "shutting down", "level=ERROR"} {
+	for _, noise := range []string{"Retrying", "57P01", "shutting down", "level=error"} {
 		assert.False(t, strings.Contains(history, noise), "no %q: the database outlives the drain", noise)
 	}
 	final := summaryRows(t, history[strings.LastIndex(history, "stopping:"):])
