@@ -1,10 +1,13 @@
 package pipelines_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +20,9 @@ import (
 
 	"github.com/qicore/qiflow/internal/avrorow"
 	"github.com/qicore/qiflow/internal/datum"
+	"github.com/qicore/qiflow/internal/jsonschemarow"
 	"github.com/qicore/qiflow/internal/marketdata"
+	"github.com/qicore/qiflow/internal/result"
 	"github.com/qicore/qiflow/internal/schema"
 )
 
@@ -164,6 +169,126 @@ func TestShippedAvroSchemasGiveTheRowsOfJSON(t *testing.T) {
 				}
 				assert.Equal(t, j.Go(), a.Go(), col)
 			}
+		})
+	}
+}
+
+// jsonSchemaProperties reads a shipped .schema.json: its properties in
+// document order, and its required fields.
+func jsonSchemaProperties(t *testing.T, file string) (names []string, props map[string]map[string]any, required []string) {
+	t.Helper()
+	text, err := os.ReadFile("schemas/" + file + ".schema.json")
+	require.NoError(t, err)
+	var doc struct {
+		Properties json.RawMessage `json:"properties"`
+		Required   []string        `json:"required"`
+	}
+	require.NoError(t, json.Unmarshal(text, &doc))
+	require.NoError(t, json.Unmarshal(doc.Properties, &props))
+	dec := json.NewDecoder(bytes.NewReader(doc.Properties))
+	_, err = dec.Token() // {
+	require.NoError(t, err)
+	for dec.More() {
+		key, err := dec.Token()
+		require.NoError(t, err)
+		names = append(names, key.(string))
+		var skip json.RawMessage
+		require.NoError(t, dec.Decode(&skip))
+	}
+	return names, props, doc.Required
+}
+
+// TestShippedJSONSchemasMatchTheWireFormat keeps pipelines/schemas/
+// *.schema.json in step with the wire format and schema.yaml: the same
+// fields in the same order, required exactly where the .avsc is not
+// optional, null allowed exactly for the optional fields, decimals as
+// strings or numbers, timestamps as strings or epoch milliseconds, and
+// varchar lengths as maxLength.
+func TestShippedJSONSchemasMatchTheWireFormat(t *testing.T) {
+	types := columnTypes(t)
+	for _, k := range shippedKinds {
+		t.Run(k.file, func(t *testing.T) {
+			names, props, required := jsonSchemaProperties(t, k.file)
+			assert.Equal(t, k.kind.Fields(), names, "the wire format's fields, in its order")
+			var wantRequired []string
+			for _, name := range names {
+				col, ok := types[k.kind.Table][snake(name)]
+				require.True(t, ok, "%s has no column %s", name, snake(name))
+				optional := !col.NotNull || col.Default != ""
+				if !optional {
+					wantRequired = append(wantRequired, name)
+				}
+				var typ []string
+				switch v := props[name]["type"].(type) {
+				case string:
+					typ = []string{v}
+				case []any:
+					for _, s := range v {
+						typ = append(typ, s.(string))
+					}
+				}
+				assert.Equal(t, optional, slices.Contains(typ, "null"), "%s allows null exactly when %s may be omitted", name, col.Name)
+				typ = slices.DeleteFunc(typ, func(s string) bool { return s == "null" })
+				switch {
+				case strings.HasPrefix(col.Type, "numeric("):
+					assert.Equal(t, []string{"string", "number"}, typ, name)
+					assert.Contains(t, props[name]["description"], col.Type, name)
+				case strings.HasPrefix(col.Type, "timestamp"):
+					assert.Equal(t, []string{"string", "integer"}, typ, name)
+				case col.Type == "integer":
+					assert.Equal(t, []string{"integer"}, typ, name)
+				default:
+					assert.Equal(t, []string{"string"}, typ, "%s for %s", name, col.Type)
+					if n, ok := strings.CutPrefix(col.Type, "varchar("); ok {
+						assert.Equal(t, strings.TrimSuffix(n, ")"), fmt.Sprint(props[name]["maxLength"]), name)
+					}
+				}
+			}
+			assert.Equal(t, wantRequired, required)
+		})
+	}
+}
+
+// TestShippedJSONSchemasAcceptTheWireFormat reads a message of each kind
+// through the JSON Schema row path with its shipped schema: it validates,
+// and its row equals the JSON wire format's; the same message without a
+// required field, or with a text too long for its column, breaks the
+// schema.
+func TestShippedJSONSchemasAcceptTheWireFormat(t *testing.T) {
+	messages := map[string]string{
+		"price":     `{"coinId":"bitcoin","symbol":"BTC","exchangeId":"binance","usdPrice":0.00000001,"lastUpdated":"2026-11-26T12:00:00.123Z","source":"s","attribution":"a","marketCap":"99999999999.99","change7d":null}`,
+		"ohlcv":     `{"coinId":"btc","exchangeId":"kraken","timestamp":1795694400123,"open":"10","high":"12","low":"9","close":"11","volume":"0.5","timeframe":"1h","source":"s","attribution":"a"}`,
+		"analytics": `{"timestamp":"2026-11-26T12:00:00.123Z","totalMarketCap":"2500000000000.12","totalVolume":98000000000,"btcDominance":"54.321","activeCryptocurrencies":12000,"markets":900,"marketCapChange24h":"-0.5","source":"s","attribution":"a"}`,
+	}
+	for _, k := range shippedKinds {
+		t.Run(k.file, func(t *testing.T) {
+			text, err := os.ReadFile("schemas/" + k.file + ".schema.json")
+			require.NoError(t, err)
+			reader, err := jsonschemarow.Compile(string(text), nil, k.kind)
+			require.NoError(t, err)
+			msg := messages[k.kind.Name]
+			fromSchema := make([]datum.Datum, len(k.kind.Columns))
+			require.NoError(t, reader.DecodeRow([]byte(msg), fromSchema))
+			fromJSON := make([]datum.Datum, len(k.kind.Columns))
+			require.NoError(t, k.kind.DecodeInto([]byte(msg), fromJSON))
+			assert.Equal(t, fromJSON, fromSchema)
+
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(msg), &m))
+			delete(m, "source")
+			missing, err := json.Marshal(m)
+			require.NoError(t, err)
+			err = reader.DecodeRow(missing, fromSchema)
+			require.Error(t, err)
+			assert.Equal(t, jsonschemarow.CodeSchemaViolation, result.Classify(err).Code)
+			assert.Contains(t, err.Error(), "missing property 'source'")
+
+			m["source"] = strings.Repeat("s", 65)
+			long, err := json.Marshal(m)
+			require.NoError(t, err)
+			err = reader.DecodeRow(long, fromSchema)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "at /source: ")
 		})
 	}
 }

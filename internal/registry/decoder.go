@@ -8,6 +8,7 @@ import (
 
 	"github.com/qicore/qiflow/internal/avrorow"
 	"github.com/qicore/qiflow/internal/datum"
+	"github.com/qicore/qiflow/internal/jsonschemarow"
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/protorow"
 	"github.com/qicore/qiflow/internal/result"
@@ -98,12 +99,23 @@ func (d *Decoder) compile(ctx context.Context, cl *sr.Client, s sr.Schema) (Read
 			return nil, err
 		}
 		return protoReader{r}, nil
+	case EncodingJSONSchema:
+		imports, err := references(ctx, cl, s.References, map[string]bool{})
+		if err != nil {
+			return nil, err
+		}
+		refs := make([]jsonschemarow.Source, len(imports))
+		for i, src := range imports {
+			refs[i] = jsonschemarow.Source{Name: src.Name, Text: src.Text}
+		}
+		return jsonschemarow.Compile(s.Schema, refs, d.kind)
 	}
 	return nil, fmt.Errorf("encoding %s is not supported", d.encoding)
 }
 
-// references fetches the schemas a Protobuf schema imports, and theirs, as
-// the files of the names they are imported by.
+// references fetches the schemas a Protobuf or JSON Schema schema
+// references, and theirs, as the documents of the names they are
+// referenced by.
 func references(ctx context.Context, cl *sr.Client, refs []sr.SchemaReference, seen map[string]bool) ([]protorow.Source, error) {
 	var sources []protorow.Source
 	for _, ref := range refs {

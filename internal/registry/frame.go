@@ -22,6 +22,8 @@ const (
 	// CodeInvalidPayload: the bytes after the header do not decode by the
 	// writer schema (truncated, corrupt, trailing bytes).
 	CodeInvalidPayload = "invalid_payload"
+	// CodeSchemaViolation: a JSON Schema payload breaks its writer schema.
+	CodeSchemaViolation = "schema_violation"
 )
 
 var header sr.ConfluentHeader

@@ -148,7 +148,11 @@ func (r *Registry) fetch(ctx context.Context, id int) (entry, error) {
 	}
 	reader, err := r.compile(ctx, r.client, s)
 	if err != nil {
-		if classified := result.Classify(err); classified.Transient || classified.Category == result.Security {
+		// Only a lookup (of a reference) that says so is retried: a schema
+		// that does not compile is a permanent fault of its id, though an
+		// unclassified error would classify as transient.
+		var typed *result.Error
+		if errors.As(err, &typed) && (typed.Transient || typed.Category == result.Security) {
 			return entry{}, err
 		}
 		return entry{err: result.Wrap(result.Business, CodeUnsupportedSchema, err, fmt.Sprintf("schema id %d", id))}, nil

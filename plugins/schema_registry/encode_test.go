@@ -3,11 +3,13 @@ package schemaregistry
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/qicore/qiflow/internal/datum"
@@ -74,6 +76,47 @@ func TestEncodingRefusesWhatTheWireFormatRefuses(t *testing.T) {
 	require.NoError(t, err)
 	enc, err := newEncoderFromConfig(conf)
 	require.NoError(t, err)
+	_, err = enc.Process(context.Background(), service.NewMessage([]byte(`{"coinId":"b","symbol":"B","exchangeId":"x","usdPrice":"-3","lastUpdated":1,"source":"s","attribution":"a"}`)))
+	require.Error(t, err)
+	assert.Equal(t, marketdata.CodeValidation, result.Classify(err).Code)
+}
+
+// TestJSONSchemaEncodingFramesTheMessageAndRefusesWhatTheSchemaRefuses
+// encodes with the shipped price.schema.json: the payload is the message's
+// own bytes behind the frame, registered as a JSON Schema, and it decodes
+// to the row of its JSON through the timescale output's decoder; a message
+// that breaks the schema, or the wire format, fails with its code.
+func TestJSONSchemaEncodingFramesTheMessageAndRefusesWhatTheSchemaRefuses(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	conf, err := encodeSpec().ParseYAML(fmt.Sprintf("format: price\nschema_file: ../../pipelines/schemas/price.schema.json\nsubject: crypto-prices-json-value\nurl: %s\n", reg.URL()), nil)
+	require.NoError(t, err)
+	enc, err := newEncoderFromConfig(conf)
+	require.NoError(t, err)
+	dec, err := registry.NewDecoder(registry.Config{URL: reg.URL()}, registry.EncodingJSONSchema, marketdata.Price)
+	require.NoError(t, err)
+
+	m := `{"coinId":"bitcoin","symbol":"BTC","exchangeId":"binance","usdPrice":67234.12345678,"lastUpdated":1764158400123,"source":"s","attribution":"a"}`
+	out, err := enc.Process(context.Background(), service.NewMessage([]byte(m)))
+	require.NoError(t, err)
+	framed, err := out[0].AsBytes()
+	require.NoError(t, err)
+	id, payload, err := registry.SplitFrame(framed)
+	require.NoError(t, err)
+	assert.Equal(t, m, string(payload))
+	s, ok := reg.GetSchema("crypto-prices-json-value", 1)
+	require.True(t, ok)
+	assert.Equal(t, id, s.ID)
+	assert.Equal(t, sr.TypeJSON, s.Schema.Type)
+	require.NoError(t, dec.Load(context.Background(), [][]byte{framed}, func(context.Context, int, error) error { return fmt.Errorf("registry down") }))
+	row := make([]datum.Datum, len(marketdata.Price.Columns))
+	require.NoError(t, dec.DecodeInto(framed, row))
+	assert.Equal(t, "67234.12345678", row[slices.Index(marketdata.Price.Columns, "usd_price")].Dec.String())
+
+	_, err = enc.Process(context.Background(), service.NewMessage([]byte(`{"coinId":"b","symbol":7,"exchangeId":"x","usdPrice":"3","lastUpdated":1,"source":"s","attribution":"a"}`)))
+	require.Error(t, err)
+	assert.Equal(t, registry.CodeSchemaViolation, result.Classify(err).Code)
+	assert.Contains(t, err.Error(), "at /symbol: got number, want string")
 	_, err = enc.Process(context.Background(), service.NewMessage([]byte(`{"coinId":"b","symbol":"B","exchangeId":"x","usdPrice":"-3","lastUpdated":1,"source":"s","attribution":"a"}`)))
 	require.Error(t, err)
 	assert.Equal(t, marketdata.CodeValidation, result.Classify(err).Code)
