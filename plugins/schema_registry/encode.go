@@ -28,15 +28,11 @@ import (
 	"github.com/qicore/qiflow/internal/result"
 )
 
-// Field names.
+// Field names of schema_registry_encode.
 const (
 	encFieldFormat     = "format"
 	encFieldSchemaFile = "schema_file"
 	encFieldSubject    = "subject"
-	encFieldURL        = "url"
-	encFieldUser       = "username"
-	encFieldPassword   = "password"
-	encFieldTLS        = "tls"
 )
 
 func encodeSpec() *service.ConfigSpec {
@@ -46,7 +42,7 @@ func encodeSpec() *service.ConfigSpec {
 		Categories("Parsing").
 		Summary("Encodes messages of qiflow's JSON wire format as Confluent-framed Avro or JSON Schema payloads, with the schema registered under a subject of a schema registry.").
 		Description("On the first message the schema in `schema_file` is registered under `subject` (an existing identical schema keeps its id): an Avro schema for a `.avsc` file, a JSON Schema for a `.json` file. Each message is then checked against the wire format and the schema, encoded (Avro: decimals exactly, from their JSON digits; JSON Schema: the message's own bytes) and framed with the magic byte and the schema id. A message that is not a valid wire-format message of `format`, or does not fit the schema, fails with its reason; an unreachable registry fails the message as a transient error, for the output to retry. See docs/formats.md.").
-		Fields(
+		Fields(append([]*service.ConfigField{
 			service.NewStringEnumField(encFieldFormat, slices.Sorted(maps.Keys(marketdata.Kinds))...).
 				Description("The wire-format message type of the messages."),
 			service.NewStringField(encFieldSchemaFile).
@@ -55,18 +51,7 @@ func encodeSpec() *service.ConfigSpec {
 			service.NewStringField(encFieldSubject).
 				Description("The subject to register the schema under; with the topic-name strategy `<topic>-value`.").
 				Example("crypto-prices-avro-value"),
-			service.NewStringField(encFieldURL).
-				Description("The schema registry's URL (several may be comma-separated). Defaults to `SCHEMA_REGISTRY_URL`.").
-				Optional(),
-			service.NewStringField(encFieldUser).
-				Description("Basic-auth user. Defaults to `SCHEMA_REGISTRY_USERNAME`.").
-				Optional(),
-			service.NewStringField(encFieldPassword).
-				Description("Basic-auth password. Defaults to `SCHEMA_REGISTRY_PASSWORD`.").
-				Optional().
-				Secret(),
-			service.NewTLSToggledField(encFieldTLS),
-		).
+		}, registryFields()...)...).
 		Example("Avro prices", "Produce the demo's prices in Avro.", `
 pipeline:
   processors:
@@ -131,24 +116,9 @@ func newEncoderFromConfig(conf *service.ParsedConfig) (*encoder, error) {
 	if e.subject, err = conf.FieldString(encFieldSubject); err != nil {
 		return nil, err
 	}
-	rc := registry.Config{URL: os.Getenv("SCHEMA_REGISTRY_URL"), Username: os.Getenv("SCHEMA_REGISTRY_USERNAME"), Password: os.Getenv("SCHEMA_REGISTRY_PASSWORD")}
-	for field, dst := range map[string]*string{encFieldURL: &rc.URL, encFieldUser: &rc.Username, encFieldPassword: &rc.Password} {
-		if conf.Contains(field) {
-			v, err := conf.FieldString(field)
-			if err != nil {
-				return nil, err
-			}
-			if v != "" {
-				*dst = v
-			}
-		}
-	}
-	tlsConf, enabled, err := conf.FieldTLSToggled(encFieldTLS)
+	rc, err := parseRegistryConfig(conf)
 	if err != nil {
 		return nil, err
-	}
-	if enabled {
-		rc.TLS = tlsConf
 	}
 	reg, err := registry.New(rc, nil)
 	if err != nil {
