@@ -97,6 +97,14 @@ func (p *Profile) shown(key string) string {
 		return db.PasswordFile
 	case "database.pool_size":
 		return strconv.Itoa(db.PoolSize)
+	case "schema_registry.url":
+		return RedactURL(p.SchemaRegistry.URL)
+	case "schema_registry.username":
+		return p.SchemaRegistry.Username
+	case "schema_registry.password":
+		return p.SchemaRegistry.Password.String()
+	case "schema_registry.password_file":
+		return p.SchemaRegistry.PasswordFile
 	}
 	return ""
 }

@@ -54,6 +54,10 @@ var keySpecs = []keySpec{
 	{key: "database.password", kind: kindSecret},
 	{key: "database.password_file", kind: kindString},
 	{key: "database.pool_size", kind: kindInt},
+	{key: "schema_registry.url", kind: kindString, contract: "SCHEMA_REGISTRY_URL"},
+	{key: "schema_registry.username", kind: kindString, contract: "SCHEMA_REGISTRY_USERNAME"},
+	{key: "schema_registry.password", kind: kindSecret, contract: "SCHEMA_REGISTRY_PASSWORD"},
+	{key: "schema_registry.password_file", kind: kindString},
 }
 
 // Keys with a password/password_file pair, of which the higher layer wins.
@@ -62,6 +66,8 @@ const (
 	keySASLPasswordFile = "redpanda.sasl.password_file"
 	keyDBPassword       = "database.password"
 	keyDBPasswordFile   = "database.password_file"
+	keySRPassword       = "schema_registry.password"
+	keySRPasswordFile   = "schema_registry.password_file"
 	keyMechanism        = "redpanda.sasl.mechanism"
 )
 
@@ -210,6 +216,10 @@ var builtin = map[string]map[string]any{
 		"database.password":             "",
 		"database.password_file":        "",
 		"database.pool_size":            4,
+		"schema_registry.url":           "http://localhost:8081",
+		"schema_registry.username":      "",
+		"schema_registry.password":      "",
+		"schema_registry.password_file": "",
 	},
 	Staging: {
 		"redpanda.brokers":              []string{"redpanda:9093"},
@@ -230,6 +240,10 @@ var builtin = map[string]map[string]any{
 		"database.password":             "",
 		"database.password_file":        "",
 		"database.pool_size":            8,
+		"schema_registry.url":           "https://redpanda:8081",
+		"schema_registry.username":      "",
+		"schema_registry.password":      "",
+		"schema_registry.password_file": "",
 	},
 	Production: {
 		"redpanda.brokers":              []string{"redpanda-0:9093", "redpanda-1:9093", "redpanda-2:9093"},
@@ -250,5 +264,9 @@ var builtin = map[string]map[string]any{
 		"database.password":             "",
 		"database.password_file":        "",
 		"database.pool_size":            16,
+		"schema_registry.url":           "https://redpanda-0:8081",
+		"schema_registry.username":      "",
+		"schema_registry.password":      "",
+		"schema_registry.password_file": "",
 	},
 }

@@ -146,7 +146,7 @@ func load(o Options, lookFile bool) (*Profile, error) {
 			p.origins[key] = origin{rank: rank, source: source}
 		}
 	}
-	for _, pair := range [][2]string{{keySASLPassword, keySASLPasswordFile}, {keyDBPassword, keyDBPasswordFile}} {
+	for _, pair := range [][2]string{{keySASLPassword, keySASLPasswordFile}, {keyDBPassword, keyDBPasswordFile}, {keySRPassword, keySRPasswordFile}} {
 		if err := p.keepHigher(k, pair[0], pair[1]); err != nil {
 			return nil, err
 		}
@@ -156,6 +156,9 @@ func load(o Options, lookFile bool) (*Profile, error) {
 	}
 	if err := k.Unmarshal("database", &p.Database); err != nil {
 		return nil, fmt.Errorf("profile %s: database: %w", p.Name, err)
+	}
+	if err := k.Unmarshal("schema_registry", &p.SchemaRegistry); err != nil {
+		return nil, fmt.Errorf("profile %s: schema_registry: %w", p.Name, err)
 	}
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)

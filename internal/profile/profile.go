@@ -1,6 +1,7 @@
 // Package profile holds qiflow's environment profiles: per-environment
 // defaults for the connections to Redpanda and TimescaleDB (seed brokers,
-// client id, timeouts, retries, TLS, SASL, database URL and pool size). A
+// client id, timeouts, retries, TLS, SASL, database URL and pool size, the
+// schema registry's URL and basic auth). A
 // profile is one section of qiflow.yaml, with the environment and flags
 // layered over it (docs/profiles.md); Load reads them with koanf.
 //
@@ -50,8 +51,9 @@ type Profile struct {
 	// File is the profile file the section was read from, "" when only the
 	// built-in defaults were used.
 	File     string
-	Redpanda Redpanda
-	Database Database
+	Redpanda       Redpanda
+	Database       Database
+	SchemaRegistry SchemaRegistry
 
 	// origins says where each key's value came from, for Entries.
 	origins map[string]origin
@@ -96,6 +98,16 @@ type Database struct {
 	Password     Secret `koanf:"password"`
 	PasswordFile string `koanf:"password_file"`
 	PoolSize     int    `koanf:"pool_size"`
+}
+
+// SchemaRegistry holds the defaults of the schema registry that the
+// Confluent-framed encodings (avro, protobuf, json_schema) read writer
+// schemas from. Of Password and PasswordFile at most one is set.
+type SchemaRegistry struct {
+	URL          string `koanf:"url"`
+	Username     string `koanf:"username"`
+	Password     Secret `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
 }
 
 // installed is the profile Set installed, or nil.
@@ -173,6 +185,12 @@ func (d Database) ResolvePassword() (Secret, error) {
 	return resolveSecret("database.password_file", d.Password, d.PasswordFile)
 }
 
+// ResolvePassword returns the schema registry's basic-auth password, as
+// SASL.ResolvePassword does.
+func (r SchemaRegistry) ResolvePassword() (Secret, error) {
+	return resolveSecret("schema_registry.password_file", r.Password, r.PasswordFile)
+}
+
 func resolveSecret(key string, value Secret, file string) (Secret, error) {
 	if file == "" {
 		return value, nil
@@ -202,6 +220,9 @@ func (p *Profile) Check() error {
 		errs = append(errs, fmt.Errorf("redpanda.sasl.mechanism is %s but no user is set (REDPANDA_USERNAME or QIFLOW_REDPANDA_SASL_USER)", m))
 	}
 	if _, err := p.Database.ResolvePassword(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := p.SchemaRegistry.ResolvePassword(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/qicore/qiflow/internal/datum"
+	"github.com/qicore/qiflow/internal/profile"
 	"github.com/qicore/qiflow/internal/result"
 )
 
@@ -69,7 +70,7 @@ type entry struct {
 // New returns a registry client that compiles schemas with compile.
 func New(conf Config, compile Compile) (*Registry, error) {
 	if conf.URL == "" {
-		return nil, errors.New("schema registry: no URL (set SCHEMA_REGISTRY_URL or schema_registry.url)")
+		return nil, errors.New("schema registry: no URL (set the component's url field, SCHEMA_REGISTRY_URL, or the profile's schema_registry.url)")
 	}
 	timeout := conf.Timeout
 	if timeout == 0 {
@@ -184,4 +185,21 @@ func splitURLs(s string) []string {
 		}
 	}
 	return urls
+}
+
+// ProfileConfig is the registry of the process's profile (docs/profiles.md:
+// schema_registry.*, with SCHEMA_REGISTRY_URL, SCHEMA_REGISTRY_USERNAME and
+// SCHEMA_REGISTRY_PASSWORD as its variables): the defaults of every
+// component's registry fields. A password file is read now, so that a
+// rotated secret is picked up by the next pipeline built.
+func ProfileConfig() (Config, error) {
+	p, err := profile.Current()
+	if err != nil {
+		return Config{}, err
+	}
+	password, err := p.SchemaRegistry.ResolvePassword()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{URL: p.SchemaRegistry.URL, Username: p.SchemaRegistry.Username, Password: password.Reveal()}, nil
 }

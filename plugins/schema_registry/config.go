@@ -1,8 +1,6 @@
 package schemaregistry
 
 import (
-	"os"
-
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/qicore/qiflow/internal/registry"
@@ -21,23 +19,26 @@ const (
 func registryFields() []*service.ConfigField {
 	return []*service.ConfigField{
 		service.NewStringField(fieldURL).
-			Description("The schema registry's URL (several may be comma-separated). Defaults to `SCHEMA_REGISTRY_URL`.").
+			Description("The schema registry's URL (several may be comma-separated). Defaults to the profile's `schema_registry.url` (`SCHEMA_REGISTRY_URL`).").
 			Optional(),
 		service.NewStringField(fieldUser).
-			Description("Basic-auth user. Defaults to `SCHEMA_REGISTRY_USERNAME`.").
+			Description("Basic-auth user. Defaults to the profile's `schema_registry.username` (`SCHEMA_REGISTRY_USERNAME`).").
 			Optional(),
 		service.NewStringField(fieldPassword).
-			Description("Basic-auth password. Defaults to `SCHEMA_REGISTRY_PASSWORD`.").
+			Description("Basic-auth password. Defaults to the profile's `schema_registry.password` (`SCHEMA_REGISTRY_PASSWORD`) or `password_file`.").
 			Optional().
 			Secret(),
 		service.NewTLSToggledField(fieldTLS),
 	}
 }
 
-// parseRegistryConfig reads the registry fields, with the
-// SCHEMA_REGISTRY_* environment as defaults.
+// parseRegistryConfig reads the registry fields, with the profile's
+// schema_registry (and so SCHEMA_REGISTRY_*) as defaults.
 func parseRegistryConfig(conf *service.ParsedConfig) (registry.Config, error) {
-	rc := registry.Config{URL: os.Getenv("SCHEMA_REGISTRY_URL"), Username: os.Getenv("SCHEMA_REGISTRY_USERNAME"), Password: os.Getenv("SCHEMA_REGISTRY_PASSWORD")}
+	rc, err := registry.ProfileConfig()
+	if err != nil {
+		return rc, err
+	}
 	for field, dst := range map[string]*string{fieldURL: &rc.URL, fieldUser: &rc.Username, fieldPassword: &rc.Password} {
 		if conf.Contains(field) {
 			v, err := conf.FieldString(field)

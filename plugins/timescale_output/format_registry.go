@@ -3,7 +3,6 @@ package timescale_output
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -35,14 +34,14 @@ func formatFields() []*service.ConfigField {
 			Version("4.1.0"),
 		service.NewObjectField(fieldSchemaRegistry,
 			service.NewStringField(fieldRegistryURL).
-				Description("The schema registry's URL (several may be comma-separated). Defaults to `SCHEMA_REGISTRY_URL`.").
+				Description("The schema registry's URL (several may be comma-separated). Defaults to the profile's `schema_registry.url` (`SCHEMA_REGISTRY_URL`).").
 				Example("http://localhost:8081").
 				Optional(),
 			service.NewStringField(fieldRegistryUser).
-				Description("Basic-auth user. Defaults to `SCHEMA_REGISTRY_USERNAME`.").
+				Description("Basic-auth user. Defaults to the profile's `schema_registry.username` (`SCHEMA_REGISTRY_USERNAME`).").
 				Optional(),
 			service.NewStringField(fieldRegistryPassword).
-				Description("Basic-auth password. Defaults to `SCHEMA_REGISTRY_PASSWORD`.").
+				Description("Basic-auth password. Defaults to the profile's `schema_registry.password` (`SCHEMA_REGISTRY_PASSWORD`) or `password_file`.").
 				Optional().
 				Secret(),
 			service.NewTLSToggledField(fieldRegistryTLS),
@@ -71,16 +70,12 @@ func parseFramed(conf *service.ParsedConfig, kind *marketdata.Kind) (*registry.D
 	return registry.NewDecoder(rc, encoding, kind)
 }
 
-// parseRegistry reads schema_registry, with the SCHEMA_REGISTRY_*
-// environment as defaults.
+// parseRegistry reads schema_registry, with the profile's schema_registry
+// (and so SCHEMA_REGISTRY_*) as defaults.
 func parseRegistry(conf *service.ParsedConfig) (registry.Config, error) {
-	rc := registry.Config{
-		URL:      os.Getenv("SCHEMA_REGISTRY_URL"),
-		Username: os.Getenv("SCHEMA_REGISTRY_USERNAME"),
-		Password: os.Getenv("SCHEMA_REGISTRY_PASSWORD"),
-	}
-	if !conf.Contains(fieldSchemaRegistry) {
-		return rc, nil
+	rc, err := registry.ProfileConfig()
+	if err != nil || !conf.Contains(fieldSchemaRegistry) {
+		return rc, err
 	}
 	sub := conf.Namespace(fieldSchemaRegistry)
 	for field, dst := range map[string]*string{fieldRegistryURL: &rc.URL, fieldRegistryUser: &rc.Username, fieldRegistryPassword: &rc.Password} {

@@ -90,3 +90,28 @@ func TestBadDSNErrorHidesThePassword(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "hunter2")
 }
+
+// TestSchemaRegistryFallsBackToTheProfile: with no schema_registry field,
+// the registry, user and password file come from the profile; a field set
+// in the pipeline wins.
+func TestSchemaRegistryFallsBackToTheProfile(t *testing.T) {
+	dsn := database(t)
+	reg := startRegistry(t)
+	id := reg.registerJSONSchema(t, "crypto-prices-json-value", shippedSchema(t, "price.schema.json"))
+	secret := filepath.Join(t.TempDir(), "sr-password")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret\n"), 0o600))
+	useProfile(t, func(p *profile.Profile) {
+		p.SchemaRegistry = profile.SchemaRegistry{URL: reg.url(), Username: "ingest", PasswordFile: secret}
+	})
+	o := newOutput(t, "dsn: "+dsn+"\ntable: crypto_prices\nformat: price\nencoding: json_schema\n")
+	assert.Empty(t, write(t, o, service.MessageBatch{framedMessage(jsonFrame(id, jsonPrice("profiled", 0, "1", nil)), 0)}))
+	assert.Equal(t, 1, count(t, dsn, "crypto_prices"))
+
+	conf, err := spec().ParseYAML("dsn: "+dsn+"\ntable: crypto_prices\nformat: price\nencoding: json_schema\nschema_registry:\n  url: http://127.0.0.1:1\n", service.NewEnvironment())
+	require.NoError(t, err)
+	rcConf, err := parseRegistry(conf)
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:1", rcConf.URL, "the pipeline's value wins")
+	assert.Equal(t, "ingest", rcConf.Username)
+	assert.Equal(t, "s3cret", rcConf.Password, "read from the profile's password file")
+}
