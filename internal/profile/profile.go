@@ -50,7 +50,7 @@ type Profile struct {
 	Name string
 	// File is the profile file the section was read from, "" when only the
 	// built-in defaults were used.
-	File     string
+	File           string
 	Redpanda       Redpanda
 	Database       Database
 	SchemaRegistry SchemaRegistry
