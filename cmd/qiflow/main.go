@@ -64,7 +64,7 @@ func main() {
 		service.CLIOptSetArgs(args...),
 		service.CLIOptSetBinaryName("qiflow"),
 		service.CLIOptSetProductName("qiflow"),
-		service.CLIOptSetVersion(fmt.Sprintf("%s (commit %s)", version, commit), date),
+		service.CLIOptSetVersion(versionString(), date),
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),

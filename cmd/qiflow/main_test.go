@@ -47,6 +47,8 @@ func TestVersionIsInjectedAtBuildTime(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "v9.8.7 (commit abc1234)")
 	assert.Contains(t, string(out), "2026-01-02")
+	assert.Regexp(t, `Benthos v4\.\d+\.\d+`, string(out), "the Benthos version built in")
+	assert.Contains(t, string(out), "Benthos "+benthosVersion())
 }
 
 func TestListShowsTheQiflowPlugins(t *testing.T) {
