@@ -65,6 +65,7 @@ func main() {
 		service.CLIOptSetBinaryName("qiflow"),
 		service.CLIOptSetProductName("qiflow"),
 		service.CLIOptSetVersion(versionString(), date),
+		service.CLIOptCustomRunFlags(watchCLIFlags(), watchOnly),
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),

@@ -30,36 +30,6 @@ const defaultHTTPAddress = "127.0.0.1:4195"
 // several containers' commands can run unchanged side by side.
 const httpAddressEnv = "QIFLOW_HTTP_ADDRESS"
 
-// watchUsage documents `run --watch` and `streams --watch`.
-const watchUsage = `qiflow run --watch [flags] FILE
-qiflow streams --watch [flags] DIR|FILE...
-
-Runs the pipelines and swaps them when their config changes: a new config is
-linted and built before the running stream is touched; the running stream is
-drained (in-flight messages written, offsets committed) before the new one
-starts; a new stream that does not connect within --reload-start-timeout is
-replaced by the old config again. Edits are picked up from the file system
-(saves by rename included) and from POST /reload. Every reload is reported in
-the log, in qiflow_reloads_total{result} and at GET /reloads.
-
-Flags:
-  -c, --config FILE              the config file (run)
-  --set PATH=VALUE               override a config field, e.g. --set output.timescale.pool_size=8
-  --log.level LEVEL              off, error, warn, info, debug, trace (default: the config's logger.level, else INFO)
-  --log.format FORMAT            logfmt or json (default: the config's logger.format, else logfmt)
-                                 streams take the logger section of their first config file
-  --http-address ADDR            the HTTP server (default: $QIFLOW_HTTP_ADDRESS, else the config's
-                                 http.address, else 127.0.0.1:4195; "" disables); a taken address
-                                 is a start error
-  --reload-start-timeout DUR     how long a reloaded stream may take to connect (default 15s)
-  --drain-timeout DUR            how long a stream may take to drain (default 30s)
-  --watch-debounce DUR           quiet time after a change before reloading (default 200ms)
-  --watch-poll DUR               also re-read the configs this often, for file systems without change events (default 0: off)
-  --mcp-token-file FILE          serve the MCP server (docs/mcp.md) at /mcp to requests with this bearer token
-                                 (default: $QIFLOW_MCP_TOKEN; neither: no /mcp)
-  --mcp-allow-writes             enable the MCP tools that change things (schema_apply, reload)
-`
-
 // watchArgs reports whether args ask for the reload supervisor: `run` or
 // `streams` with --watch.
 func watchArgs(args []string) bool {
