@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	"github.com/qicore/qiflow/internal/result"
+	"github.com/qicore/qiflow/internal/supervisor"
 	"github.com/qicore/qiflow/plugins/devcmd"
 	"github.com/qicore/qiflow/plugins/dlq"
 	exchangerouter "github.com/qicore/qiflow/plugins/exchange_router"
@@ -50,6 +52,17 @@ func main() {
 	if watchArgs(args) {
 		os.Exit(runWatch(args, os.Stdout, os.Stderr))
 	}
+	rest, err := plainHTTP(args)
+	var listen *supervisor.ListenError
+	switch {
+	case errors.As(err, &listen):
+		reportListenError(os.Stderr, args[1], listen)
+		os.Exit(1)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "qiflow %s: %v\n", args[1], err)
+		os.Exit(1)
+	}
+	args = rest
 	specFailed := false
 	if len(args) > 1 && args[1] == "lint" {
 		rest, linted, failed := lintSpecs(args[2:], os.Stderr)

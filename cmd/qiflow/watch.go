@@ -75,7 +75,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	)
 	switch {
 	case errors.As(err, &listen):
-		_, _ = fmt.Fprintf(stderr, "qiflow %s --watch: %v\n%s", args[1], listen, listenHint)
+		reportListenError(stderr, args[1]+" --watch", listen)
 		return 1
 	case errors.As(err, &halted):
 		_, _ = fmt.Fprintf(stderr, "qiflow stopped: %v\n", halted.Err)
@@ -245,6 +245,10 @@ with --http-address "".
 type settings struct {
 	address string
 	logger  logsetup.Config
+	// configured: the file sets http.address, or http.enabled: false;
+	// written is its http.address as written, ${VAR} and all.
+	configured bool
+	written    string
 }
 
 // fileSettings reads http.address and http.enabled from a run config, and
@@ -273,11 +277,16 @@ func fileSettings(targets []string, streams bool) settings {
 	if yaml.Unmarshal(raw, &conf) != nil {
 		return s
 	}
+	if conf.HTTP.Address != "" {
+		s.written = conf.HTTP.Address
+		s.configured = true
+	}
 	if conf.HTTP.Address != "" && !strings.Contains(conf.HTTP.Address, "${") {
 		s.address = conf.HTTP.Address
 	}
 	if conf.HTTP.Enabled != nil && !*conf.HTTP.Enabled {
 		s.address = ""
+		s.configured = true
 	}
 	return s
 }

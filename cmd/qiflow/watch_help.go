@@ -30,7 +30,7 @@ var watchFlags = []watchFlag{
 	{name: "--log.format", arg: "FORMAT", usage: []string{"logfmt or json (default: the config's logger.format, else logfmt)",
 		"streams take the logger section of their first config file"}},
 	{name: "--http-address", arg: "ADDR", usage: []string{`the HTTP server (default: $QIFLOW_HTTP_ADDRESS, else the config's http.address, else 127.0.0.1:4195; "" disables)`,
-		"a taken address is a start error"}},
+		"a taken address is a start error"}, any: true},
 	{name: "--reload-start-timeout", arg: "DUR", usage: []string{"how long a reloaded stream may take to connect (default 15s)"}},
 	{name: "--drain-timeout", arg: "DUR", usage: []string{"how long a stream may take to drain (default 30s)"}},
 	{name: "--watch-debounce", arg: "DUR", usage: []string{"quiet time after a change before reloading (default 200ms)"}},
