@@ -52,7 +52,7 @@ func decodeSpec() *service.ConfigSpec {
 				Description("How long to wait before asking an unreachable registry again.").
 				Default("1s").
 				Advanced(),
-		}, registryFields()...)...).
+		}, registry.ConfigFields()...)...).
 		Example("Avro prices into JSON", "Read Avro prices from one topic and produce them as the JSON wire format to another.", `
 input:
   redpanda:
@@ -100,7 +100,7 @@ func newDecoderFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*
 	if d.retry, err = conf.FieldDuration(decFieldRetry); err != nil {
 		return nil, err
 	}
-	rc, err := parseRegistryConfig(conf)
+	rc, err := registry.ParseConfig(conf)
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func encodeSpec() *service.ConfigSpec {
 			service.NewStringField(encFieldSubject).
 				Description("The subject to register the schema under; with the topic-name strategy `<topic>-value`.").
 				Example("crypto-prices-avro-value"),
-		}, registryFields()...)...).
+		}, registry.ConfigFields()...)...).
 		Example("Avro prices", "Produce the demo's prices in Avro.", `
 pipeline:
   processors:
@@ -116,7 +116,7 @@ func newEncoderFromConfig(conf *service.ParsedConfig) (*encoder, error) {
 	if e.subject, err = conf.FieldString(encFieldSubject); err != nil {
 		return nil, err
 	}
-	rc, err := parseRegistryConfig(conf)
+	rc, err := registry.ParseConfig(conf)
 	if err != nil {
 		return nil, err
 	}

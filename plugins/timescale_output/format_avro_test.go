@@ -62,6 +62,27 @@ func (r *testRegistry) stop() {
 	}
 }
 
+// writeWaitsForTheRegistry writes msg, whose schema is not cached, while
+// reg is down: the write must still be waiting a second later, and must
+// succeed once reg is back.
+func writeWaitsForTheRegistry(t *testing.T, o *output, reg *testRegistry, msg *service.Message) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- o.WriteBatch(context.Background(), service.MessageBatch{msg}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the batch finished while the registry was down: %v", err)
+	case <-time.After(time.Second):
+	}
+	reg.restart(t)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the batch was not written after the registry came back")
+	}
+}
+
 // restart serves the same registry (same schemas) at the same address.
 func (r *testRegistry) restart(t *testing.T) {
 	ln, err := net.Listen("tcp", r.addr)
@@ -251,23 +272,7 @@ func TestAvroRegistryThatGoesAwayAndComesBack(t *testing.T) {
 	require.Empty(t, write(t, o, service.MessageBatch{framedMessage(avroFrame(t, id1, v1, avroPrice("cached", 1, "1", nil)), 1)}),
 		"a cached schema needs no registry")
 
-	done := make(chan error, 1)
-	go func() {
-		done <- o.WriteBatch(context.Background(), service.MessageBatch{
-			framedMessage(avroFrame(t, id2, v2, avroPrice("waited", 2, "1", map[string]any{"note": "v2"})), 2)})
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("the batch finished while the registry was down: %v", err)
-	case <-time.After(time.Second):
-	}
-	reg.restart(t)
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("the batch was not written after the registry came back")
-	}
+	writeWaitsForTheRegistry(t, o, reg, framedMessage(avroFrame(t, id2, v2, avroPrice("waited", 2, "1", map[string]any{"note": "v2"})), 2))
 	assert.Equal(t, []string{"cached", "cached", "waited"}, queryStrings(t, dsn, "SELECT coin_id FROM crypto_prices ORDER BY coin_id, last_updated"))
 }
 

@@ -1,12 +1,10 @@
 package timescale_output
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
@@ -205,20 +203,6 @@ func TestJSONSchemaRegistryThatGoesAwayAndComesBack(t *testing.T) {
 	reg.stop()
 	require.Empty(t, write(t, o, service.MessageBatch{framedMessage(jsonFrame(id1, jsonPrice("cached", 1, "1", nil)), 1)}),
 		"a cached schema needs no registry")
-	waited := framedMessage(jsonFrame(id2, jsonPrice("waited", 2, "1", nil)), 2)
-	done := make(chan error, 1)
-	go func() { done <- o.WriteBatch(context.Background(), service.MessageBatch{waited}) }()
-	select {
-	case err := <-done:
-		t.Fatalf("the batch finished while the registry was down: %v", err)
-	case <-time.After(time.Second):
-	}
-	reg.restart(t)
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("the batch was not written after the registry came back")
-	}
+	writeWaitsForTheRegistry(t, o, reg, framedMessage(jsonFrame(id2, jsonPrice("waited", 2, "1", nil)), 2))
 	assert.Equal(t, []string{"cached", "cached", "waited"}, queryStrings(t, dsn, "SELECT coin_id FROM crypto_prices ORDER BY coin_id, last_updated"))
 }

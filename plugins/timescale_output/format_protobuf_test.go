@@ -233,20 +233,6 @@ func TestProtobufRegistryThatGoesAwayAndComesBack(t *testing.T) {
 	reg.stop()
 	require.Empty(t, write(t, o, service.MessageBatch{framedMessage(protoFrame(t, id1, v1, protoPrice("cached", 1, "1", nil), 0), 1)}),
 		"a cached schema needs no registry")
-	waited := framedMessage(protoFrame(t, id2, v2, protoPrice("waited", 2, "1", map[string]any{"note": "v2"}), 0), 2)
-	done := make(chan error, 1)
-	go func() { done <- o.WriteBatch(context.Background(), service.MessageBatch{waited}) }()
-	select {
-	case err := <-done:
-		t.Fatalf("the batch finished while the registry was down: %v", err)
-	case <-time.After(time.Second):
-	}
-	reg.restart(t)
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("the batch was not written after the registry came back")
-	}
+	writeWaitsForTheRegistry(t, o, reg, framedMessage(protoFrame(t, id2, v2, protoPrice("waited", 2, "1", map[string]any{"note": "v2"}), 0), 2))
 	assert.Equal(t, []string{"cached", "cached", "waited"}, queryStrings(t, dsn, "SELECT coin_id FROM crypto_prices ORDER BY coin_id, last_updated"))
 }

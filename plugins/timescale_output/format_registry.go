@@ -13,12 +13,8 @@ import (
 
 // Field names of the Confluent-framed encodings (docs/formats.md).
 const (
-	fieldEncoding         = "encoding"
-	fieldSchemaRegistry   = "schema_registry"
-	fieldRegistryURL      = "url"
-	fieldRegistryUser     = "username"
-	fieldRegistryPassword = "password"
-	fieldRegistryTLS      = "tls"
+	fieldEncoding       = "encoding"
+	fieldSchemaRegistry = "schema_registry"
 )
 
 // encodingJSON is the default encoding: qiflow's JSON wire format, unframed.
@@ -32,20 +28,7 @@ func formatFields() []*service.ConfigField {
 			Description("How the messages of `format` are encoded: `json` is qiflow's JSON wire format; `avro`, `protobuf` and `json_schema` are Confluent-framed payloads (magic byte, 4-byte schema id, and for Protobuf the message indexes) whose writer schema is looked up by id in `schema_registry` and cached. Every encoding gives the same rows, validated by the same rules, and a payload that cannot be decoded is dead-lettered with a reason. See docs/formats.md.").
 			Default(encodingJSON).
 			Version("4.1.0"),
-		service.NewObjectField(fieldSchemaRegistry,
-			service.NewStringField(fieldRegistryURL).
-				Description("The schema registry's URL (several may be comma-separated). Defaults to the profile's `schema_registry.url` (`SCHEMA_REGISTRY_URL`).").
-				Example("http://localhost:8081").
-				Optional(),
-			service.NewStringField(fieldRegistryUser).
-				Description("Basic-auth user. Defaults to the profile's `schema_registry.username` (`SCHEMA_REGISTRY_USERNAME`).").
-				Optional(),
-			service.NewStringField(fieldRegistryPassword).
-				Description("Basic-auth password. Defaults to the profile's `schema_registry.password` (`SCHEMA_REGISTRY_PASSWORD`) or `password_file`.").
-				Optional().
-				Secret(),
-			service.NewTLSToggledField(fieldRegistryTLS),
-		).
+		service.NewObjectField(fieldSchemaRegistry, registry.ConfigFields()...).
 			Description("The schema registry of the `avro`, `protobuf` and `json_schema` encodings. An unreachable registry is retried (the messages wait, they are not dead-lettered); an id the registry does not know dead-letters its messages; rejected credentials stop the pipeline.").
 			Optional().
 			Advanced().
@@ -73,31 +56,10 @@ func parseFramed(conf *service.ParsedConfig, kind *marketdata.Kind) (*registry.D
 // parseRegistry reads schema_registry, with the profile's schema_registry
 // (and so SCHEMA_REGISTRY_*) as defaults.
 func parseRegistry(conf *service.ParsedConfig) (registry.Config, error) {
-	rc, err := registry.ProfileConfig()
-	if err != nil || !conf.Contains(fieldSchemaRegistry) {
-		return rc, err
+	if !conf.Contains(fieldSchemaRegistry) {
+		return registry.ParseConfig(nil)
 	}
-	sub := conf.Namespace(fieldSchemaRegistry)
-	for field, dst := range map[string]*string{fieldRegistryURL: &rc.URL, fieldRegistryUser: &rc.Username, fieldRegistryPassword: &rc.Password} {
-		if !sub.Contains(field) {
-			continue
-		}
-		v, err := sub.FieldString(field)
-		if err != nil {
-			return rc, err
-		}
-		if v != "" {
-			*dst = v
-		}
-	}
-	tlsConf, enabled, err := sub.FieldTLSToggled(fieldRegistryTLS)
-	if err != nil {
-		return rc, err
-	}
-	if enabled {
-		rc.TLS = tlsConf
-	}
-	return rc, nil
+	return registry.ParseConfig(conf.Namespace(fieldSchemaRegistry))
 }
 
 // loadSchemas caches the writer schemas of a batch of framed messages
