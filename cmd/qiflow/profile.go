@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -95,22 +97,61 @@ QIFLOW_CONFIG, else ./qiflow.yaml when it exists. The profile flags are
 global: they may stand before or after any command.
 
   qiflow profile
+  qiflow profile --json
   QIFLOW_ENV=production qiflow profile
   qiflow --profile staging profile --profile-set database.pool_size=12
 
 See docs/profiles.md.`[1:],
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the profile as JSON: {profile, file, entries: [{key, value, source}], problem}"},
+		},
 		Action: func(c *cli.Context) error {
 			p, err := profile.Current()
 			if err != nil {
 				return err
 			}
-			if err := p.Describe(c.App.Writer); err != nil {
+			checkErr := p.Check()
+			if c.Bool("json") {
+				err = writeProfileJSON(c.App.Writer, p, checkErr)
+			} else {
+				err = p.Describe(c.App.Writer)
+			}
+			if err != nil {
 				return err
 			}
-			if err := p.Check(); err != nil {
-				return fmt.Errorf("profile %s cannot be used: %w", p.Name, err)
+			if checkErr != nil {
+				return fmt.Errorf("profile %s cannot be used: %w", p.Name, checkErr)
 			}
 			return nil
 		},
 	}
+}
+
+// profileJSON is `qiflow profile --json`: what the table shows, with an
+// empty value as "" rather than "-", and the check's failure, if any, as
+// problem.
+type profileJSON struct {
+	Profile string         `json:"profile"`
+	File    string         `json:"file"`
+	Entries []profileEntry `json:"entries"`
+	Problem string         `json:"problem,omitempty"`
+}
+
+type profileEntry struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
+}
+
+func writeProfileJSON(w io.Writer, p *profile.Profile, checkErr error) error {
+	out := profileJSON{Profile: p.Name, File: p.File, Entries: []profileEntry{}}
+	for _, e := range p.Entries() {
+		out.Entries = append(out.Entries, profileEntry(e))
+	}
+	if checkErr != nil {
+		out.Problem = checkErr.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

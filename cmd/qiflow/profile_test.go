@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -374,4 +375,38 @@ func execSQL(t *testing.T, dsn, sql string) {
 	defer conn.Close(t.Context())
 	_, err = conn.Exec(t.Context(), sql)
 	require.NoError(t, err)
+}
+
+func TestProfileCommandPrintsJSON(t *testing.T) {
+	bin := testenv.BuildBinary(t, "./cmd/qiflow")
+	run := func(env []string, args ...string) (profileJSON, []byte, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), append([]string{"QIFLOW_ENV=", "QIFLOW_CONFIG=", "QIFLOW_REDPANDA_SASL_PASSWORD_FILE="}, env...)...)
+		cmd.Dir = t.TempDir()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var got profileJSON
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &got), "stdout is one JSON object:\n%s%s", stdout.String(), stderr.String())
+		return got, stderr.Bytes(), err
+	}
+
+	got, stderr, err := run(nil, "profile", "--json", "--profile-set", "database.pool_size=9")
+	require.NoError(t, err, "%s", stderr)
+	assert.Equal(t, "development", got.Profile)
+	assert.Empty(t, got.Problem)
+	entries := map[string]profileEntry{}
+	for _, e := range got.Entries {
+		entries[e.Key] = e
+	}
+	assert.Equal(t, profileEntry{"database.pool_size", "9", "flag --profile-set"}, entries["database.pool_size"])
+	assert.Equal(t, profileEntry{"redpanda.brokers", "localhost:9092", "default"}, entries["redpanda.brokers"])
+	assert.Equal(t, "", entries["redpanda.sasl.user"].Value, "an empty value is \"\", not the table's -")
+
+	got, stderr, err = run([]string{"QIFLOW_REDPANDA_SASL_PASSWORD_FILE=/nonexistent/redpanda"}, "profile", "--json")
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Contains(t, got.Problem, "redpanda.sasl.password_file: open /nonexistent/redpanda")
+	assert.Contains(t, string(stderr), "profile development cannot be used")
 }
