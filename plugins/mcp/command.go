@@ -52,14 +52,14 @@ see qiflow profile). It speaks MCP over stdin and stdout; register it with
 an MCP client as the command "qiflow mcp" (docs/mcp.md).
 
   qiflow mcp --qiflow-url http://127.0.0.1:4195
-  qiflow mcp --allow-writes          # also schema_apply and reload
+  qiflow mcp --allow-writes          # also schema_apply, reload and dlq_replay
 
 Tools: streams_status, consumer_lag, reloads, dead_letters, schema_plan,
 schema_status, topics_status, profile, query_range; with --allow-writes:
-schema_apply, reload. Resources: schema.yaml, topics.yaml, the pipelines.`,
+schema_apply, reload, dlq_replay. Resources: schema.yaml, topics.yaml, the pipelines.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagQiflowURL, Usage: "the running qiflow's HTTP `URL` (default: http:// + $QIFLOW_HTTP_ADDRESS, else http://127.0.0.1:4195)", EnvVars: []string{"QIFLOW_URL"}},
-			&cli.BoolFlag{Name: flagAllowWrites, Usage: "enable the tools that change things: schema_apply and reload"},
+			&cli.BoolFlag{Name: flagAllowWrites, Usage: "enable the tools that change things: schema_apply, reload and dlq_replay"},
 			&cli.StringFlag{Name: flagSchemaFile, Usage: "the schema spec `FILE` in use", Value: DefaultSchemaFile},
 			&cli.StringFlag{Name: flagTopicsFile, Usage: "the topics `FILE` in use", Value: DefaultTopicsFile},
 		},
