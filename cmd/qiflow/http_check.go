@@ -58,6 +58,9 @@ func plainHTTP(args []string) ([]string, error) {
 			flagAddress = &value
 			continue
 		}
+		if f := watchOnlyFlag(a); f != "" {
+			return nil, fmt.Errorf("%s needs --watch (qiflow %s --watch --help lists its flags)", f, args[1])
+		}
 		rest = append(rest, a)
 		if !strings.HasPrefix(a, "-") {
 			if file == "" {

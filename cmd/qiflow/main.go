@@ -78,7 +78,6 @@ func main() {
 		service.CLIOptSetBinaryName("qiflow"),
 		service.CLIOptSetProductName("qiflow"),
 		service.CLIOptSetVersion(versionString(), date),
-		service.CLIOptCustomRunFlags(watchCLIFlags(), watchOnly),
 		service.CLIOptSetDocumentationURL("https://github.com/qicore/qiflow"),
 		service.CLIOptAddCommand(hypertableadmin.CLICommand()),
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),
@@ -90,6 +89,9 @@ func main() {
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+	}
+	if code == 0 && helpArgs(args) {
+		fmt.Print(watchHelp())
 	}
 	if specFailed && code == 0 {
 		code = 1

@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 	"strings"
-
-	"github.com/urfave/cli/v2"
 )
 
 // watchFlag is one flag of `run --watch` and `streams --watch`. The table
 // below is the one source of both their usage text (watchUsage) and the
-// flags `qiflow run --help` and `qiflow streams --help` list.
+// section that `qiflow run --help` and `qiflow streams --help` end with
+// (watchHelp).
 type watchFlag struct {
 	name string // "--drain-timeout", or "-c, --config"
 	arg  string // "DUR", or "" for a switch
@@ -70,42 +69,52 @@ func watchFlagsUsage() string {
 	return b.String()
 }
 
-// watchCLIFlags are the flags of watchFlags that Benthos's run and streams
-// commands do not define, for their --help. main intercepts --watch before
-// Benthos parses anything, and turns --http-address into --set; the rest
-// mean nothing without --watch, which watchOnly reports.
-func watchCLIFlags() []cli.Flag {
-	var flags []cli.Flag
+// watchHelp is the section `qiflow run --help` and `qiflow streams --help`
+// end with: the flags that only qiflow understands, which Benthos's own
+// help cannot list (main intercepts them before Benthos parses anything).
+func watchHelp() string {
+	var b strings.Builder
+	b.WriteString("\nQIFLOW OPTIONS (see qiflow run --watch --help):\n")
 	for _, f := range watchFlags {
 		if f.benthos {
 			continue
 		}
-		name := strings.TrimPrefix(f.name, "--")
 		usage := f.usage[0]
-		if f.arg != "" {
-			usage = f.arg + ": " + usage
-		}
 		if !f.any {
-			usage = "(with --watch) " + usage
+			usage = "with --watch: " + usage
 		}
-		if f.arg == "" {
-			flags = append(flags, &cli.BoolFlag{Name: name, Usage: usage})
-			continue
-		}
-		flags = append(flags, &cli.StringFlag{Name: name, Usage: usage})
+		fmt.Fprintf(&b, "   %-28s %s\n", strings.TrimSpace(f.name+" "+f.arg), usage)
 	}
-	return flags
+	return b.String()
 }
 
-// watchOnly fails a command that Benthos runs (without --watch) and that
-// was given a flag only --watch understands.
-func watchOnly(c *cli.Context) error {
-	for _, f := range watchFlags {
-		name := strings.TrimPrefix(f.name, "--")
-		if f.benthos || f.any || !c.IsSet(name) {
-			continue
-		}
-		return fmt.Errorf("%s needs --watch (qiflow %s --watch --help lists its flags)", f.name, c.Command.Name)
+// helpArgs reports whether args ask for the help of `run` or `streams`
+// (without --watch, whose help is watchUsage).
+func helpArgs(args []string) bool {
+	if len(args) == 3 && args[1] == "help" {
+		return args[2] == "run" || args[2] == "streams"
 	}
-	return nil
+	if len(args) < 3 || (args[1] != "run" && args[1] != "streams") {
+		return false
+	}
+	for _, a := range args[2:] {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
+
+// watchOnlyFlag returns the --watch-only flag that arg names, or "".
+func watchOnlyFlag(arg string) string {
+	name, _, _ := strings.Cut(arg, "=")
+	for _, f := range watchFlags {
+		if !f.benthos && !f.any && f.name == name {
+			return name
+		}
+	}
+	return ""
 }

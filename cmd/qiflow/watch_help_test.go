@@ -13,16 +13,21 @@ import (
 
 func TestRunAndStreamsHelpListTheWatchFlags(t *testing.T) {
 	bin := testenv.BuildBinary(t, "./cmd/qiflow")
-	for _, command := range []string{"run", "streams"} {
-		out, err := exec.Command(bin, command, "--help").CombinedOutput()
+	for _, args := range [][]string{{"run", "--help"}, {"streams", "-h"}, {"help", "run"}} {
+		command := strings.Join(args, " ")
+		out, err := exec.Command(bin, args...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "--chilled", "Benthos's own help comes first")
 		for _, f := range watchFlags {
 			if f.benthos {
 				continue
 			}
-			assert.Contains(t, string(out), "   "+f.name+" ", "qiflow %s --help lists %s", command, f.name)
+			assert.Contains(t, string(out), "   "+f.name+" ", "qiflow %s lists %s", command, f.name)
 		}
 	}
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.NotContains(t, string(out), "--drain-timeout", "the watch flags are no global options")
 }
 
 func TestWatchUsageListsEveryWatchFlag(t *testing.T) {
