@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/qicore/qiflow/internal/marketdata"
 	"github.com/qicore/qiflow/internal/testenv"
@@ -180,6 +182,27 @@ func checkpointRows(t *testing.T, dsn string, timeout time.Duration) int64 {
 	return 0
 }
 
+// slowProduce makes the broker wait perProduce before it answers each
+// Produce request, until the returned function is called: a replay of a few
+// hundred thousand rows otherwise ends in under a second on kfake, before a
+// test can interrupt it between two checkpoints.
+func slowProduce(t *testing.T, broker *testenv.Broker, perProduce time.Duration) (stop func()) {
+	t.Helper()
+	var slow atomic.Bool
+	slow.Store(true)
+	cluster := broker.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if slow.Load() {
+			cluster.SleepControl(func() { time.Sleep(perProduce) })
+		}
+		return nil, nil, false
+	})
+	stop = func() { slow.Store(false) }
+	t.Cleanup(stop)
+	return stop
+}
+
 // TestReplayOfAMillionRowsIsExactlyOnceInOrderAndResumesAfterAnInterrupt
 // replays 1,000,000 of 1,100,000 rows into a 12-partition topic, is
 // interrupted with SIGINT once it has saved a checkpoint, and is run again:
@@ -202,10 +225,12 @@ func TestReplayOfAMillionRowsIsExactlyOnceInOrderAndResumesAfterAnInterrupt(t *t
 	require.Equal(t, 0, code, dry.Output())
 	assert.Contains(t, dry.Output(), "dry run: 1,000,000 rows of crypto_prices")
 
+	fast := slowProduce(t, broker, 10*time.Millisecond)
 	first := testenv.StartProcess(t, bin, replayEnv(broker, dsn), args...)
 	checkpointRows(t, dsn, 2*time.Minute)
 	require.NoError(t, first.Signal(syscall.SIGINT))
 	code, err = first.Wait(2 * time.Minute)
+	fast()
 	require.NoError(t, err)
 	require.Equal(t, 130, code, "an interrupted replay exits 130:\n%s", first.Output())
 	assert.Contains(t, first.Output(), "run the same command again to resume")
@@ -241,10 +266,12 @@ func TestAReplayKilledMidwayRepeatsOnlyWhatFollowsItsCheckpoint(t *testing.T) {
 	args := []string{"replay", "--table", "crypto_prices", "--from", rfc3339(0), "--to", rfc3339(ticks),
 		"--topic", "prices-rebuild", "--page-size", "2000"}
 
+	fast := slowProduce(t, broker, 10*time.Millisecond)
 	first := testenv.StartProcess(t, bin, replayEnv(broker, dsn), args...)
 	checkpointRows(t, dsn, 2*time.Minute)
 	require.NoError(t, first.Kill())
 	_, _ = first.Wait(30 * time.Second)
+	fast()
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
