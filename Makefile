@@ -28,12 +28,12 @@ plugins:
 	done
 
 ## deps-test: install what the tests need: PostgreSQL's server binaries,
-## docker-compose to validate the compose file, and tmux for the tests that
-## run qiflow in a real terminal.
+## docker-compose to validate the compose file, and tmux, zsh and fish for
+## the tests that run qiflow (and its shell completion) in a real terminal.
 deps-test:
 	@scripts/require-postgres.sh
 	@scripts/require-docker-compose.sh
-	@scripts/require-tmux.sh
+	@scripts/require-terminal.sh
 
 test: deps-test
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

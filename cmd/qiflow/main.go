@@ -83,6 +83,7 @@ func main() {
 		service.CLIOptAddCommand(exchangerouter.CLICommand()),
 		service.CLIOptAddCommand(devcmd.CLICommand()),
 		service.CLIOptAddCommand(profileCommand()),
+		service.CLIOptAddCommand(completionCommand()),
 		service.CLIOptAddCommand(replay.CLICommand()),
 		service.CLIOptAddCommand(dlq.CLICommand()),
 		service.CLIOptAddCommand(mcp.CLICommand()),
